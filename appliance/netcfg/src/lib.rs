@@ -1,0 +1,1 @@
+//! Static network configuration. (Stub: the netcfg helper owns this crate.)

@@ -1,0 +1,1 @@
+//! Durable node state (stub).

@@ -1,0 +1,1 @@
+//! Service supervision. (Stub: the supervisor helper owns this crate.)
