@@ -1,58 +1,35 @@
-//! The node firewall. (Stub: the firewall helper owns this crate.)
+//! The node firewall: a default-deny nftables ruleset in one table,
+//! `inet appliance`, that applianced owns (it never touches other tables).
+//!
+//! Layout (plan, then apply):
+//! - [`spec`]: the desired state and its named-set view (pure).
+//! - [`rules`]: the chains and rules as data, each rule with a stable id (pure).
+//! - [`render_text`], [`render_json`]: `nft -f` text and nft JSON (pure).
+//! - [`diff`]: set-element changes between two specs, or "needs full" (pure).
+//! - [`status`]: parsing `nft -j list table inet appliance` (pure).
+//! - [`apply`]: [`Firewall`], which runs the batches through an [`NftRunner`].
+//! - [`runner`]: how `nft` is started.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
+pub mod apply;
+pub mod diff;
+pub mod error;
+pub mod render_json;
+pub mod render_text;
+pub mod rules;
+pub mod runner;
+pub mod spec;
+pub mod status;
 
-/// Transport protocol of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Proto {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
+pub use apply::{ApplyKind, ApplyReport, Firewall, FullReason};
+pub use diff::{diff, Diff, SetDelta};
+pub use error::FirewallError;
+pub use render_json::{render_add_peer_json, render_delta_json, render_json, render_nftables};
+pub use render_text::render_text;
+pub use runner::{CommandNft, NftOutput, NftRunner, SystemNft};
+pub use spec::{FirewallSpec, PortSpec, Proto, SetElem, SetName};
+pub use status::{FirewallStatus, RuleStatus};
 
-/// A transport port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortSpec {
-    /// Protocol.
-    pub proto: Proto,
-    /// Port number.
-    pub port: u16,
-}
-
-/// Everything the ruleset is rendered from.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FirewallSpec {
-    /// Management UI/API port (TCP), open to everyone.
-    pub management_port: u16,
-    /// Ports of the services placed on this node that everyone may reach.
-    pub public: BTreeSet<PortSpec>,
-    /// Ports that only cluster peers may reach.
-    pub internal: BTreeSet<PortSpec>,
-    /// Addresses of the other cluster nodes.
-    pub peers: BTreeSet<IpAddr>,
-}
-
-/// Output of one run of `nft`.
-#[derive(Debug, Clone)]
-pub struct NftOutput {
-    /// Exit code (None when killed by a signal).
-    pub code: Option<i32>,
-    /// Standard output.
-    pub stdout: Vec<u8>,
-    /// Standard error.
-    pub stderr: Vec<u8>,
-}
-
-/// Runs the `nft` program. applianced runs it through its reaper (as PID 1 it
-/// must reap every child itself); tools and tests use [`SystemNft`].
-#[async_trait::async_trait]
-pub trait NftRunner: Send + Sync {
-    /// Runs `nft` with `args`, feeding `stdin` when given.
-    async fn run(&self, args: &[String], stdin: Option<Vec<u8>>) -> std::io::Result<NftOutput>;
-}
-
-/// Runs `nft` with `std::process` (not for use inside applianced).
-#[derive(Debug, Clone, Default)]
-pub struct SystemNft;
+/// The nft family of our table.
+pub const FAMILY: &str = "inet";
+/// The name of our table; applianced owns it and nothing else.
+pub const TABLE: &str = "appliance";
