@@ -1,1 +1,27 @@
-//! Static network configuration. (Stub: the netcfg helper owns this crate.)
+//! Static network configuration for applianced.
+//!
+//! - [`model`]: the plain data: desired [`NetworkSpec`], [`Observed`] kernel
+//!   state, the [`Owned`] record, [`Action`]s and the [`Plan`].
+//! - [`plan`]: the pure planner and the rollback planner.
+//! - [`observe`]: reads links, addresses and routes over rtnetlink.
+//! - [`apply`]: runs one [`Action`] over rtnetlink.
+//! - [`netcfg`]: the [`Netcfg`] front: observe, plan, run, roll back.
+//! - [`hostname`]: sets the hostname (UTS namespace of the caller).
+//! - [`resolv`]: renders and atomically writes resolv.conf.
+
+pub mod apply;
+pub mod hostname;
+pub mod model;
+pub mod netcfg;
+pub mod observe;
+pub mod plan;
+pub mod resolv;
+
+pub use hostname::{set_hostname, HostnameError};
+pub use model::{
+    Action, InterfaceSpec, NetworkSpec, Observed, ObservedAddress, ObservedLink, ObservedRoute,
+    Owned, OwnedAddress, Plan, RouteAction, RouteKey, RTPROT_STATIC,
+};
+pub use netcfg::{ApplyReport, NetError, Netcfg};
+pub use plan::{plan, restore, PlanError};
+pub use resolv::{render_resolv_conf, write_atomically, ResolvError};

@@ -1,0 +1,57 @@
+//! Sets the kernel hostname of the caller's UTS namespace (the whole machine
+//! when applianced is PID 1; its own namespace in hosted mode).
+
+/// Why the hostname could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum HostnameError {
+    /// The kernel refused `sethostname(2)`.
+    #[error("cannot set the hostname to {name:?}: {source}; applianced needs CAP_SYS_ADMIN in its UTS namespace")]
+    Set {
+        /// The requested hostname.
+        name: String,
+        /// The errno.
+        source: nix::Error,
+    },
+}
+
+/// Sets the hostname of the calling thread's UTS namespace.
+pub fn set_hostname(name: &str) -> Result<(), HostnameError> {
+    nix::unistd::sethostname(name).map_err(|source| HostnameError::Set {
+        name: name.to_string(),
+        source,
+    })?;
+    tracing::info!(hostname = name, "hostname set");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sched::{unshare, CloneFlags};
+
+    #[test]
+    fn sets_hostname_in_a_private_uts_namespace_only() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping hostname test: needs root");
+            return;
+        }
+        let host_before = nix::unistd::gethostname().unwrap();
+        // unshare(CLONE_NEWUTS) moves only this thread into a new namespace,
+        // so the host's hostname is never touched.
+        let inside = std::thread::spawn(|| {
+            unshare(CloneFlags::CLONE_NEWUTS).unwrap();
+            super::set_hostname("netcfg-test-node").unwrap();
+            nix::unistd::gethostname().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, "netcfg-test-node");
+        assert_eq!(nix::unistd::gethostname().unwrap(), host_before);
+    }
+
+    #[test]
+    fn refusal_names_the_hostname() {
+        let long = "x".repeat(100); // over HOST_NAME_MAX: EINVAL, even for root
+        let err = super::set_hostname(&long).unwrap_err().to_string();
+        assert!(err.contains(&long), "{err}");
+    }
+}
