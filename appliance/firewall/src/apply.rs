@@ -85,7 +85,10 @@ impl<R: NftRunner> Firewall<R> {
         self.applied.as_ref()
     }
 
-    /// Makes the live table match `spec`, as cheaply as possible.
+    /// Makes the live table match `spec`, as cheaply as possible: a no-op
+    /// when the live table already matches, an element batch when only set
+    /// contents differ, else a full reload (which resets rule counters;
+    /// conntrack is untouched, so established connections keep flowing).
     pub async fn apply(&mut self, spec: &FirewallSpec) -> Result<ApplyReport, FirewallError> {
         let start = Instant::now();
         let old = match &self.applied {
