@@ -1,5 +1,5 @@
 //! Runs one [`Action`] against the kernel over rtnetlink. Thin on purpose:
-//! deciding what to do is [`crate::plan`]'s job.
+//! deciding what to do is [`mod@crate::plan`]'s job.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -2,7 +2,8 @@
 //!
 //! - [`model`]: the plain data: desired [`NetworkSpec`], [`Observed`] kernel
 //!   state, the [`Owned`] record, [`Action`]s and the [`Plan`].
-//! - [`plan`]: the pure planner and the rollback planner.
+//! - [`mod@plan`]: the pure planner.
+//! - [`mod@restore`]: the pure rollback planner.
 //! - [`observe`]: reads links, addresses and routes over rtnetlink.
 //! - [`apply`]: runs one [`Action`] over rtnetlink.
 //! - [`netcfg`]: the [`Netcfg`] front: observe, plan, run, roll back.
@@ -16,6 +17,7 @@ pub mod netcfg;
 pub mod observe;
 pub mod plan;
 pub mod resolv;
+pub mod restore;
 
 pub use hostname::{set_hostname, HostnameError};
 pub use model::{
@@ -23,5 +25,6 @@ pub use model::{
     Owned, OwnedAddress, Plan, RouteAction, RouteKey, RTPROT_STATIC,
 };
 pub use netcfg::{ApplyReport, NetError, Netcfg};
-pub use plan::{plan, restore, PlanError};
+pub use plan::{plan, PlanError};
 pub use resolv::{render_resolv_conf, write_atomically, ResolvError};
+pub use restore::restore;

@@ -215,7 +215,12 @@ impl fmt::Display for RouteAction {
         if let Some(link) = &self.key.link {
             write!(f, " dev {link}")?;
         }
-        write!(f, " proto {}", self.protocol)?;
+        match self.protocol {
+            RTPROT_KERNEL => write!(f, " proto kernel")?,
+            3 => write!(f, " proto boot")?,
+            RTPROT_STATIC => write!(f, " proto static")?,
+            p => write!(f, " proto {p}")?,
+        }
         if let Some(metric) = self.priority {
             write!(f, " metric {metric}")?;
         }

@@ -13,7 +13,8 @@ use tracing::{info, warn};
 use crate::apply::{self, ApplyError};
 use crate::model::{Action, NetworkSpec, Observed, Owned, Plan};
 use crate::observe::{observe, ObserveError};
-use crate::plan::{plan, restore, PlanError};
+use crate::plan::{plan, PlanError};
+use crate::restore::restore;
 
 /// Passes of observe-plan-run per apply. A second pass repairs what the kernel
 /// undid behind our back (deleting a link's last IPv4 address flushes its routes).
@@ -43,6 +44,8 @@ pub enum NetError {
         action: Box<Action>,
         /// The kernel's error.
         source: Box<ApplyError>,
+        /// The actions that had succeeded before it, and were undone.
+        undone: Vec<Action>,
         /// The owned record to persist (the one from before the apply).
         owned: Owned,
     },
@@ -222,6 +225,7 @@ impl Netcfg {
                 return NetError::RolledBack {
                     action,
                     source,
+                    undone: done.to_vec(),
                     owned: owned.clone(),
                 };
             }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::model::{InterfaceSpec, ObservedAddress, ObservedLink};
+use crate::restore::restore;
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
