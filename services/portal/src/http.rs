@@ -1,0 +1,101 @@
+//! Just enough HTTP/1.1: read one request (line, headers, Content-Length body), write one
+//! response with `Connection: close`.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+
+const MAX_HEADER_LINE: u64 = 8192;
+const MAX_HEADERS: usize = 64;
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+}
+
+/// A request we refuse to parse, with the status to answer.
+pub struct BadRequest(pub u16, pub &'static str);
+
+fn line(reader: &mut BufReader<&TcpStream>) -> io::Result<Option<String>> {
+    let mut buf = String::new();
+    if reader.take(MAX_HEADER_LINE).read_line(&mut buf)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(buf.trim_end_matches(['\n', '\r']).to_string()))
+}
+
+pub fn read_request(stream: &TcpStream) -> io::Result<Result<Request, BadRequest>> {
+    let mut reader = BufReader::new(stream);
+    let Some(first) = line(&mut reader)? else {
+        return Ok(Err(BadRequest(400, "empty request")));
+    };
+    let mut parts = first.split_whitespace();
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Ok(Err(BadRequest(400, "malformed request line")));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Ok(Err(BadRequest(505, "only HTTP/1.x is supported")));
+    }
+    let mut length = 0usize;
+    for _ in 0..MAX_HEADERS {
+        match line(&mut reader)? {
+            None => return Ok(Err(BadRequest(400, "truncated headers"))),
+            Some(h) if h.is_empty() => {
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body)?;
+                let path = target.split('?').next().unwrap_or(target).to_string();
+                return Ok(Ok(Request {
+                    method: method.to_string(),
+                    path,
+                    body,
+                }));
+            }
+            Some(h) => {
+                if let Some((name, value)) = h.split_once(':') {
+                    if name.trim().eq_ignore_ascii_case("content-length") {
+                        match value.trim().parse::<usize>() {
+                            Ok(n) if n <= MAX_BODY => length = n,
+                            Ok(_) => return Ok(Err(BadRequest(413, "body too large"))),
+                            Err(_) => return Ok(Err(BadRequest(400, "bad Content-Length"))),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Err(BadRequest(431, "too many headers")))
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+pub fn respond(
+    mut stream: &TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    stream.flush()?;
+    stream.shutdown(std::net::Shutdown::Write)
+}
