@@ -1,1 +1,21 @@
-//! QA harness (stub).
+//! The QA harness: network namespaces ([`netns`]), a bridged LAN between them
+//! ([`lan`]), hosted applianced nodes ([`node`]) and the workspace's binaries
+//! ([`bins`]). Used by the multi-node tests in `tests/`, the bench and
+//! `make cluster`. Everything it creates is removed when dropped, and every
+//! wait is bounded.
+
+pub mod bins;
+pub mod lan;
+pub mod netns;
+pub mod node;
+pub mod wait;
+
+/// True when running as root; the kernel tests need it.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A short tag unique to this process, for namespace and link names.
+pub fn unique_tag() -> String {
+    format!("{:x}", std::process::id() % 0xfffff)
+}

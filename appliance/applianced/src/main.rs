@@ -1,1 +1,189 @@
-fn main() {}
+//! applianced: the appliance init daemon.
+//!
+//! Decides once whether it is PID 1 or hosted, sets up logging, opens the
+//! node's state, converges on the desired state, serves the node API on a
+//! Unix socket, and on SIGTERM stops the services in order and exits.
+
+mod api;
+mod args;
+mod desired;
+mod error;
+mod logging;
+mod mode;
+mod nft;
+mod node;
+mod ready;
+mod reconcilers;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+
+use crate::args::Args;
+use crate::mode::Mode;
+
+fn main() -> ExitCode {
+    let mut args = Args::parse();
+    let mode = Mode::detect();
+    if let Err(e) = prepare(&mut args, mode) {
+        eprintln!("applianced: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    // Before any thread exists: unshare acts on the calling thread only.
+    if mode == Mode::Hosted {
+        if let Err(e) = mode::enter_hosted() {
+            eprintln!("applianced: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("applianced: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, mode)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("applianced: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks and directories that come before logging and threads.
+fn prepare(args: &mut Args, mode: Mode) -> anyhow::Result<()> {
+    if mode == Mode::Pid1 {
+        anyhow::bail!("running as PID 1 needs the boot steps of the image, which this build does not have yet");
+    }
+    if !args.allow_host_netns && mode::in_initial_netns().unwrap_or(false) {
+        anyhow::bail!(
+            "refusing to run in this machine's own network namespace: hosted applianced would \
+             reconfigure its network. Run it inside one (ip netns exec NAME applianced ...) \
+             or pass --allow-host-netns"
+        );
+    }
+    for dir in [&args.state_dir, &args.runtime_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Services run with their data directory as working directory: relative
+    // paths given here would resolve differently for them.
+    for dir in [
+        &mut args.state_dir,
+        &mut args.runtime_dir,
+        &mut args.services_dir,
+        &mut args.bin_dir,
+    ] {
+        *dir =
+            std::path::absolute(&*dir).with_context(|| format!("resolving {}", dir.display()))?;
+    }
+    logging::init(&args.state_dir.join("applianced.log"), &args.log)
+        .context("setting up logging")?;
+    Ok(())
+}
+
+async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        mode = mode.as_str(),
+        "applianced starting"
+    );
+    let reaper = appliance_supervisor::Reaper::new();
+    tokio::spawn(reaper.clone().run());
+
+    let store = appliance_state::Store::open(&args.state_dir.join("db"))?;
+    let identity = store.identity()?;
+    info!(node_id = %identity.node_id, "node identity");
+
+    let manifests = appliance_supervisor::load_dir(&args.services_dir).with_context(|| {
+        format!(
+            "loading service manifests from {}",
+            args.services_dir.display()
+        )
+    })?;
+    let data_dir = args.state_dir.join("data");
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let supervisor =
+        appliance_supervisor::Supervisor::new(appliance_supervisor::SupervisorOptions::new(
+            args.bin_dir.clone(),
+            data_dir,
+            reaper.clone(),
+        ));
+    let netcfg = appliance_netcfg::Netcfg::connect()?;
+    let firewall = appliance_firewall::Firewall::new(nft::ReaperNft::new(reaper.clone()));
+    let paths = node::Paths {
+        config_file: args.state_dir.join("config.toml"),
+        log_file: args.state_dir.join("applianced.log"),
+        resolv_conf: args.runtime_dir.join("resolv.conf"),
+    };
+    let node = Arc::new(node::Node::new(node::Parts {
+        identity,
+        mode,
+        paths,
+        store,
+        manifests,
+        supervisor,
+        netcfg,
+        firewall,
+    })?);
+
+    // Serve the API before converging, so a node whose config cannot be
+    // applied can still be inspected and fixed.
+    let socket = args.socket_path();
+    let _ = std::fs::remove_file(&socket);
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    let readiness = ready::Readiness::default();
+    let service = appliance_api::v1::node_server::NodeServer::new(api::Api {
+        node: node.clone(),
+        readiness: readiness.clone(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                async {
+                    let _ = stop_rx.await;
+                },
+            ),
+    );
+    info!(socket = %socket.display(), "API listening");
+
+    if let Err(e) = node.boot().await {
+        error!("could not converge on the desired state: {e}");
+    }
+    let watcher = tokio::spawn(ready::watch(
+        node.clone(),
+        readiness,
+        Duration::from_secs(args.ready_timeout),
+    ));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+    }
+    watcher.abort();
+    node.supervisor.stop_all().await;
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = std::fs::remove_file(&socket);
+    info!("applianced stopped");
+    Ok(())
+}

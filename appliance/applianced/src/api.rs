@@ -1,0 +1,262 @@
+//! The node API served on the Unix socket: translates gRPC calls into node
+//! operations and node state into replies.
+
+use std::sync::Arc;
+
+use appliance_api::v1::node_server::Node as NodeApi;
+use appliance_api::v1::*;
+use appliance_supervisor::{ServiceState, ServiceStatus};
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+use crate::ready::Readiness;
+use crate::reconcilers::unix_ms;
+
+/// The API service of one node.
+pub struct Api {
+    /// The node it serves.
+    pub node: Arc<Node>,
+    /// Whether the node reached "ready".
+    pub readiness: Readiness,
+}
+
+/// The short state names shown to users.
+pub fn state_name(state: &ServiceState) -> &'static str {
+    match state {
+        ServiceState::Starting => "starting",
+        ServiceState::Running => "running",
+        ServiceState::Healthy => "healthy",
+        ServiceState::Unhealthy => "unhealthy",
+        ServiceState::Backoff { .. } => "backoff",
+        ServiceState::Failed { .. } => "failed",
+        ServiceState::Stopping => "stopping",
+        ServiceState::Stopped => "stopped",
+    }
+}
+
+fn service_info(s: &ServiceStatus, ports: Vec<String>) -> ServiceInfo {
+    let last_error = match &s.state {
+        ServiceState::Failed { reason } => reason.clone(),
+        _ => s.last_error.clone().unwrap_or_default(),
+    };
+    ServiceInfo {
+        name: s.name.clone(),
+        role: format!("{:?}", s.role).to_lowercase(),
+        state: state_name(&s.state).to_owned(),
+        pid: s.pid.unwrap_or(0),
+        restarts: s.restarts,
+        last_exit: s.last_exit.map(|e| e.to_string()).unwrap_or_default(),
+        last_error,
+        since_unix_ms: unix_ms(s.since),
+        ports,
+    }
+}
+
+impl Api {
+    fn services(&self) -> Vec<ServiceInfo> {
+        self.node
+            .supervisor
+            .status()
+            .iter()
+            .map(|s| service_info(s, self.node.ports_of(&s.name)))
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl NodeApi for Api {
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let desired = self.node.desired().await;
+        let reconcilers = self
+            .node
+            .observations
+            .all()
+            .into_iter()
+            .map(|(name, o)| ReconcilerStatus {
+                name: name.to_owned(),
+                ok: o.ok,
+                generation: o.generation,
+                message: o.message,
+                at_unix_ms: o.at_unix_ms,
+            })
+            .collect();
+        let (hostname, generation, addresses, roles) = match &desired {
+            Some(d) => (
+                d.config.hostname.clone(),
+                d.generation,
+                d.config
+                    .interfaces
+                    .iter()
+                    .flat_map(|i| i.addresses.iter().map(move |a| format!("{a} ({})", i.name)))
+                    .collect(),
+                d.config.roles.iter().map(|r| r.to_string()).collect(),
+            ),
+            None => (String::new(), 0, Vec::new(), Vec::new()),
+        };
+        Ok(Response::new(StatusReply {
+            node_id: self.node.identity.node_id.to_string(),
+            hostname,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            generation,
+            ready: self.readiness.is_ready(),
+            uptime_ms: u64::try_from(self.node.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            mode: self.node.mode.as_str().to_owned(),
+            reconcilers,
+            addresses,
+            roles,
+        }))
+    }
+
+    async fn get_config(
+        &self,
+        _: Request<GetConfigRequest>,
+    ) -> Result<Response<ConfigReply>, Status> {
+        let d = self
+            .node
+            .desired()
+            .await
+            .ok_or_else(|| Status::failed_precondition("this node has no configuration yet"))?;
+        Ok(Response::new(ConfigReply {
+            toml: d.config.to_toml(),
+            generation: d.generation,
+            changes: Vec::new(),
+        }))
+    }
+
+    async fn validate_config(
+        &self,
+        req: Request<ConfigText>,
+    ) -> Result<Response<ValidateReply>, Status> {
+        let reply = match appliance_config::parse(&req.into_inner().toml) {
+            Ok(_) => ValidateReply {
+                valid: true,
+                problems: Vec::new(),
+            },
+            Err(e) => {
+                let problems = if e.problems().is_empty() {
+                    vec![e.to_string()]
+                } else {
+                    e.problems().iter().map(|p| p.to_string()).collect()
+                };
+                ValidateReply {
+                    valid: false,
+                    problems,
+                }
+            }
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn set_config(&self, req: Request<ConfigText>) -> Result<Response<ConfigReply>, Status> {
+        let (d, changes) = self.node.set_config(&req.into_inner().toml).await?;
+        Ok(Response::new(ConfigReply {
+            toml: d.config.to_toml(),
+            generation: d.generation,
+            changes,
+        }))
+    }
+
+    async fn list_services(
+        &self,
+        _: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesReply>, Status> {
+        Ok(Response::new(ListServicesReply {
+            services: self.services(),
+        }))
+    }
+
+    async fn restart_service(
+        &self,
+        req: Request<RestartServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        let name = req.into_inner().name;
+        self.node
+            .supervisor
+            .restart(&name)
+            .await
+            .map_err(crate::error::NodeError::from)?;
+        self.services()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map(Response::new)
+            .ok_or_else(|| {
+                Status::not_found(format!("service {name:?} is not placed on this node"))
+            })
+    }
+
+    async fn show_firewall(
+        &self,
+        _: Request<ShowFirewallRequest>,
+    ) -> Result<Response<FirewallReply>, Status> {
+        let (status, ruleset) = self.node.firewall().await?;
+        Ok(Response::new(FirewallReply {
+            ruleset,
+            rules: status
+                .rules
+                .iter()
+                .map(|r| FirewallRule {
+                    id: r.id.clone().unwrap_or_default(),
+                    chain: r.chain.clone(),
+                    text: r.text.clone(),
+                    packets: r.packets,
+                    bytes: r.bytes,
+                })
+                .collect(),
+            sets: status
+                .sets
+                .iter()
+                .map(|(name, elems)| FirewallSet {
+                    name: name.clone(),
+                    elements: elems.iter().map(|e| e.to_string()).collect(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogsReply>, Status> {
+        let req = req.into_inner();
+        let lines = if req.lines == 0 {
+            50
+        } else {
+            req.lines.min(10_000)
+        };
+        let service = (!req.service.is_empty()).then_some(req.service.as_str());
+        let path = self.node.paths.log_file.clone();
+        let lines = crate::logging::tail(&path, lines as usize, service)
+            .map_err(|e| Status::internal(format!("reading {}: {e}", path.display())))?;
+        Ok(Response::new(LogsReply { lines }))
+    }
+
+    async fn list_peers(
+        &self,
+        _: Request<ListPeersRequest>,
+    ) -> Result<Response<PeersReply>, Status> {
+        let d = self.node.desired().await;
+        Ok(Response::new(peers_reply(d.as_ref())))
+    }
+
+    async fn add_peer(&self, req: Request<PeerRequest>) -> Result<Response<PeersReply>, Status> {
+        let d = self
+            .node
+            .change_peer(&req.into_inner().address, true)
+            .await?;
+        Ok(Response::new(peers_reply(Some(&d))))
+    }
+
+    async fn remove_peer(&self, req: Request<PeerRequest>) -> Result<Response<PeersReply>, Status> {
+        let d = self
+            .node
+            .change_peer(&req.into_inner().address, false)
+            .await?;
+        Ok(Response::new(peers_reply(Some(&d))))
+    }
+}
+
+fn peers_reply(d: Option<&crate::desired::Desired>) -> PeersReply {
+    PeersReply {
+        peers: d
+            .map(|d| d.peers.iter().map(|p| p.to_string()).collect())
+            .unwrap_or_default(),
+        generation: d.map(|d| d.generation).unwrap_or(0),
+    }
+}

@@ -1,0 +1,59 @@
+//! Command-line arguments. Every path applianced touches comes in here, so
+//! hosted mode and tests point it at their own directories.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The appliance init daemon.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "applianced", version, about)]
+pub struct Args {
+    /// Durable state: config.toml, the state database, the log, service data.
+    #[arg(
+        long,
+        env = "APPLIANCE_STATE_DIR",
+        default_value = "/var/lib/appliance"
+    )]
+    pub state_dir: PathBuf,
+    /// Runtime files: the API socket and resolv.conf.
+    #[arg(long, env = "APPLIANCE_RUNTIME_DIR", default_value = "/run/appliance")]
+    pub runtime_dir: PathBuf,
+    /// Service manifests (*.toml).
+    #[arg(
+        long,
+        env = "APPLIANCE_SERVICES_DIR",
+        default_value = "/usr/share/appliance/services"
+    )]
+    pub services_dir: PathBuf,
+    /// Where service commands that are not absolute paths are found.
+    #[arg(
+        long,
+        env = "APPLIANCE_BIN_DIR",
+        default_value = "/usr/lib/appliance/bin"
+    )]
+    pub bin_dir: PathBuf,
+    /// API socket; defaults to <runtime-dir>/applianced.sock.
+    #[arg(long, env = "APPLIANCE_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "APPLIANCE_LOG", default_value = "info")]
+    pub log: String,
+    /// Allow hosted mode in the machine's initial network namespace. Without
+    /// it applianced refuses, since it would reconfigure this machine's network.
+    #[arg(long)]
+    pub allow_host_netns: bool,
+    /// How long to wait for the placed services to become healthy before
+    /// reporting "not ready" (seconds).
+    #[arg(long, default_value_t = 60)]
+    pub ready_timeout: u64,
+}
+
+impl Args {
+    /// The API socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.runtime_dir.join("applianced.sock"))
+    }
+}

@@ -1,0 +1,60 @@
+//! Why a request to the node was refused, and how that maps to gRPC codes.
+
+use appliance_config::ConfigError;
+use appliance_firewall::FirewallError;
+use appliance_netcfg::{HostnameError, NetError, ResolvError};
+use appliance_state::StateError;
+use appliance_supervisor::SupervisorError;
+
+use crate::desired::PeerError;
+
+/// A refused or failed request. Every variant leaves the node as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration text was refused.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// A peer address was refused.
+    #[error("{0}")]
+    Peer(#[from] PeerError),
+    /// The network could not be configured (and was restored).
+    #[error("{0}")]
+    Network(#[from] NetError),
+    /// The firewall could not be applied.
+    #[error("{0}; the network change was rolled back")]
+    Firewall(#[from] FirewallError),
+    /// The hostname could not be set.
+    #[error("{0}; the network change was rolled back")]
+    Hostname(#[from] HostnameError),
+    /// resolv.conf could not be written.
+    #[error("{0}; the network change was rolled back")]
+    Resolv(#[from] ResolvError),
+    /// The state database failed.
+    #[error("{0}")]
+    State(#[from] StateError),
+    /// A service operation failed.
+    #[error("{0}")]
+    Service(#[from] SupervisorError),
+    /// The node has no configuration yet.
+    #[error("this node has no configuration yet: write {0} or use `appliancectl config set`")]
+    NoConfig(String),
+}
+
+impl From<NodeError> for tonic::Status {
+    fn from(e: NodeError) -> Self {
+        let msg = e.to_string();
+        match e {
+            NodeError::Config(_) | NodeError::Peer(_) => tonic::Status::invalid_argument(msg),
+            NodeError::Network(_)
+            | NodeError::Firewall(_)
+            | NodeError::Hostname(_)
+            | NodeError::Resolv(_)
+            | NodeError::NoConfig(_) => tonic::Status::failed_precondition(msg),
+            NodeError::Service(SupervisorError::UnknownService { .. }) => {
+                tonic::Status::not_found(msg)
+            }
+            NodeError::Service(_) => tonic::Status::failed_precondition(msg),
+            NodeError::State(_) => tonic::Status::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Readiness: the node is ready when every reconciler converged and every
+//! placed service is healthy (or running, without a health check). The first
+//! time it is, applianced prints its "ready" line on the console; the image
+//! tests and the boot benchmark wait for that line.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use appliance_supervisor::{ServiceState, ServiceStatus};
+use tracing::{info, warn};
+
+use crate::node::Node;
+
+/// The line printed once the node is ready.
+pub const READY_LINE: &str = "applianced: ready";
+
+/// Shared readiness flag.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// True once ready (and while it stays so).
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+fn services_ok(services: &[ServiceStatus]) -> bool {
+    services
+        .iter()
+        .all(|s| matches!(s.state, ServiceState::Healthy | ServiceState::Running))
+}
+
+fn summary(services: &[ServiceStatus]) -> String {
+    if services.is_empty() {
+        return "no services placed".to_owned();
+    }
+    services
+        .iter()
+        .map(|s| format!("{} {}", s.name, crate::api::state_name(&s.state)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Follows the service states: records the services reconciler's observation,
+/// persists the states, and maintains readiness. Runs until applianced stops.
+pub async fn watch(node: Arc<Node>, readiness: Readiness, warn_after: Duration) {
+    let mut rx = node.supervisor.subscribe();
+    let mut announced = false;
+    let warn_at = tokio::time::Instant::now() + warn_after;
+    let mut warned = false;
+    loop {
+        let services = rx.borrow_and_update().clone();
+        let generation = node.desired().await.map(|d| d.generation).unwrap_or(0);
+        let ok = services_ok(&services);
+        let text = summary(&services);
+        node.observations.record(
+            "services",
+            generation,
+            if ok {
+                Ok(text.clone())
+            } else {
+                Err(text.clone())
+            },
+        );
+        node.persist_services(&services);
+        let ready = ok && node.observations.all_ok();
+        readiness.0.store(ready, Ordering::Relaxed);
+        if ready && !announced {
+            announced = true;
+            info!("node ready: {text}");
+            // On the console for people and test harnesses alike.
+            println!("{READY_LINE}");
+        }
+        let timeout = tokio::time::sleep_until(warn_at);
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = timeout, if !warned && !announced => {
+                warned = true;
+                warn!("not ready after {warn_after:?}: {text}");
+            }
+            // Reconciler observations change without a service change.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
