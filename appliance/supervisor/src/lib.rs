@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod health;
 pub mod manifest;
 pub mod manifest_types;
+mod order;
 pub mod reaper;
 mod service;
 mod spawn;

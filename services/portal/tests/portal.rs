@@ -1,0 +1,142 @@
+//! Runs the real `portal` binary against an in-test audit stand-in that speaks the audit
+//! line protocol (the real `audit` binary is tested in its own crate).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_portal(audit: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portal"))
+        .args(["--listen", "127.0.0.1:0", "--audit", audit])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start portal");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout piped");
+    BufReader::new(stdout).read_line(&mut line).expect("banner");
+    // "portal listening on 127.0.0.1:PORT, audit at ADDR"
+    let addr = line
+        .split_whitespace()
+        .nth(3)
+        .expect("address")
+        .trim_end_matches(',')
+        .to_string();
+    Server(child, addr)
+}
+
+/// A minimal audit: APPEND / COUNT / TAIL over an in-memory list.
+fn fake_audit() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let shared = log.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut out = conn.try_clone().expect("clone");
+            let mut line = String::new();
+            if BufReader::new(conn).read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut log = shared.lock().expect("lock");
+            let line = line.trim_end();
+            let reply = if let Some(text) = line.strip_prefix("APPEND ") {
+                log.push(text.to_string());
+                format!("OK {}\n", log.len())
+            } else if line == "COUNT" {
+                format!("{}\n", log.len())
+            } else if line.starts_with("TAIL ") {
+                log.iter().map(|l| format!("{l}\n")).collect::<String>() + ".\n"
+            } else {
+                "ERR unknown\n".to_string()
+            };
+            let _ = out.write_all(reply.as_bytes());
+        }
+    });
+    (addr, log)
+}
+
+fn http(addr: &str, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read until close");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn post(addr: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http(addr, &req)
+}
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    http(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+}
+
+#[test]
+fn events_go_to_audit() {
+    let (audit, log) = fake_audit();
+    let portal = start_portal(&audit);
+    assert_eq!(get(&portal.1, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(
+        post(&portal.1, "user logged in\n"),
+        (200, "1\n".to_string())
+    );
+    assert_eq!(
+        post(&portal.1, "settings changed"),
+        (200, "2\n".to_string())
+    );
+    assert_eq!(
+        *log.lock().expect("lock"),
+        ["user logged in", "settings changed"]
+    );
+    assert_eq!(
+        get(&portal.1, "/events"),
+        (200, "user logged in\nsettings changed\n".to_string())
+    );
+    let (status, page) = get(&portal.1, "/");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<title>Appliance portal</title>") && page.contains("<b>2</b>"),
+        "{page}"
+    );
+    assert_eq!(post(&portal.1, "   ").0, 400);
+    assert_eq!(get(&portal.1, "/nope").0, 404);
+    assert_eq!(http(&portal.1, "DELETE /events HTTP/1.1\r\n\r\n").0, 405);
+}
+
+#[test]
+fn unreachable_audit_gives_502() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let portal = start_portal(&closed.to_string());
+    assert_eq!(post(&portal.1, "lost").0, 502);
+    assert_eq!(get(&portal.1, "/events").0, 502);
+    assert_eq!(get(&portal.1, "/healthz").0, 200);
+    let (status, page) = get(&portal.1, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("unavailable"));
+}
