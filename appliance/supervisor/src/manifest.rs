@@ -50,6 +50,10 @@ pub enum ManifestError {
     Signal { file: String, signal: String },
     #[error("{file}: health.http.path {path:?} must start with '/' and contain no whitespace")]
     HttpPath { file: String, path: String },
+    #[error(
+        "{file}: environment variable {key:?} is invalid; names need no '=' or NUL, values no NUL"
+    )]
+    Environment { file: String, key: String },
     #[error("service name {name:?} is used by both {first} and {second}; rename one")]
     DuplicateName {
         name: String,
@@ -213,6 +217,15 @@ impl Manifest {
                     });
                 }
             }
+        }
+        let bad_env = |(k, v): (&String, &String)| {
+            k.is_empty() || k.contains(['=', '\0']) || v.contains('\0')
+        };
+        if let Some((key, _)) = self.environment.iter().find(|kv| bad_env(*kv)) {
+            return Err(ManifestError::Environment {
+                file,
+                key: key.clone(),
+            });
         }
         for p in &self.ports {
             if p.port == 0 {

@@ -98,6 +98,11 @@ fn refuses_bad_names_and_commands() {
         let e = parse(&BASE.replace("\"web\"\nrole", &format!("{bad:?}\nrole"))).expect_err(bad);
         assert!(matches!(e, ManifestError::Name { .. }), "{bad}: {e}");
     }
+    let e = with("environment = { \"A=B\" = \"1\" }\n").expect_err("env key");
+    assert!(
+        matches!(&e, ManifestError::Environment { key, .. } if key == "A=B"),
+        "{e}"
+    );
     let e = parse(&BASE.replace("command = \"web\"", "command = \"bin/web\"")).expect_err("rel");
     assert!(matches!(e, ManifestError::Command { .. }), "{e}");
 }

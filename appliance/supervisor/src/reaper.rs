@@ -150,14 +150,21 @@ impl Reaper {
     }
 
     /// The reaping loop: on SIGCHLD and on a periodic tick, collects every exited child.
-    /// Runs forever; spawn it once per process.
+    /// Runs forever; spawn it once per process. If SIGCHLD cannot be watched it logs that
+    /// and keeps reaping on the tick alone (slower, never stuck).
     pub async fn run(self) -> io::Result<()> {
-        let mut sigchld = signal(SignalKind::child())?;
+        let mut sigchld = match signal(SignalKind::child()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGCHLD; reaping on a timer only");
+                None
+            }
+        };
         let mut tick = tokio::time::interval(TICK);
         loop {
             self.reap_all();
             tokio::select! {
-                _ = sigchld.recv() => {}
+                _ = async { sigchld.as_mut()?.recv().await }, if sigchld.is_some() => {}
                 _ = tick.tick() => {}
             }
         }
