@@ -1,0 +1,120 @@
+//! `qa bench`: measures the figures named in BENCH.md, one module per area,
+//! and writes `<area>.json` plus a `README.md` table into the output
+//! directory. A figure that cannot be measured is reported with a null value
+//! and the reason in its note instead of aborting the others.
+
+mod applianced;
+mod firewall;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+
+/// One figure, exactly as BENCH.md lays it out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metric {
+    pub name: String,
+    pub value: Option<f64>,
+    pub unit: String,
+    pub baseline: Option<f64>,
+    pub ratio: Option<f64>,
+    pub note: String,
+}
+
+impl Metric {
+    /// A measured figure; the ratio is computed when there is a baseline.
+    pub fn new(name: &str, unit: &str, value: f64, baseline: Option<f64>, note: String) -> Self {
+        let ratio = baseline.filter(|b| *b > 0.0).map(|b| round(value / b));
+        Metric {
+            name: name.to_owned(),
+            value: Some(round(value)),
+            unit: unit.to_owned(),
+            baseline: baseline.map(round),
+            ratio,
+            note,
+        }
+    }
+
+    /// A figure that could not be measured, and why.
+    pub fn failed(name: &str, unit: &str, why: &anyhow::Error) -> Self {
+        eprintln!("bench: {name} failed: {why:#}");
+        Metric {
+            name: name.to_owned(),
+            value: None,
+            unit: unit.to_owned(),
+            baseline: None,
+            ratio: None,
+            note: format!("not measured: {why:#}"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AreaFile<'a> {
+    metrics: &'a [Metric],
+}
+
+/// Measures every area and writes the files into `out`.
+pub fn run(out: &Path, runs: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let areas: Vec<(&str, Vec<Metric>)> = vec![
+        ("firewall", firewall::measure(runs)),
+        ("applianced", applianced::measure()),
+    ];
+    let mut table = String::from(
+        "# Benchmark figures\n\nWritten by `qa bench` (`make bench`); format and names in BENCH.md.\n\n\
+         | name | value | unit | baseline | ratio | note |\n|---|---|---|---|---|---|\n",
+    );
+    for (area, metrics) in &areas {
+        let path = out.join(format!("{area}.json"));
+        let json = serde_json::to_string_pretty(&AreaFile { metrics })?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+        for m in metrics {
+            let _ = writeln!(
+                table,
+                "| `{}` | {} | {} | {} | {} | {} |",
+                m.name,
+                cell(m.value),
+                m.unit,
+                cell(m.baseline),
+                cell(m.ratio),
+                m.note.replace('|', "\\|").replace('\n', " ")
+            );
+        }
+    }
+    let path = out.join("README.md");
+    std::fs::write(&path, &table).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("bench: wrote {}\n\n{table}", path.display());
+    Ok(())
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| v.to_string())
+}
+
+/// Three decimals: more is noise on a shared machine.
+pub fn round(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The median of `samples` (None when empty).
+pub fn median(samples: &[f64]) -> Option<f64> {
+    let mut s: Vec<f64> = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(s[n / 2]),
+        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    }
+}
+
+/// A duration in milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
