@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use store::Store;
 
-const DEFAULT_LISTEN: &str = "0.0.0.0:7100";
+const DEFAULT_LISTEN: &str = "[::]:7100";
 /// Connections served at once; more are refused with `ERR busy`.
 const MAX_CONNECTIONS: usize = 64;
 /// Longest request line accepted.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use audit_client::Audit;
 
-const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_LISTEN: &str = "[::]:8080";
 const DEFAULT_AUDIT: &str = "127.0.0.1:7100";
 /// Requests served at once; more get 503.
 const MAX_CONNECTIONS: usize = 128;

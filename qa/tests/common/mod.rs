@@ -1,0 +1,133 @@
+//! Helpers shared by the multi-node tests: small clients for the demo
+//! services, and a snapshot of everything a refused change must not touch.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use appliance_api::v1::{GetConfigRequest, ShowFirewallRequest};
+use qa::lan::connect_from;
+use qa::netns::Netns;
+use qa::node::HostedNode;
+
+/// How long a connection attempt may take before it counts as dropped.
+pub const DROP_LIMIT: Duration = Duration::from_millis(1500);
+
+/// Generous bound for a node to become ready on a loaded CI machine.
+pub const READY_LIMIT: Duration = Duration::from_secs(90);
+
+/// Skips the test (returns true) when not root; the tests need namespaces.
+pub fn skip_unless_root() -> bool {
+    if !qa::is_root() {
+        eprintln!("skipped: this test creates network namespaces and needs root");
+        return true;
+    }
+    false
+}
+
+/// `GET path` from inside `ns`; returns the whole response.
+pub fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    http(
+        ns,
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n"),
+    )
+}
+
+/// Sends a raw HTTP request from inside `ns`; returns the whole response.
+pub fn http(ns: &Netns, addr: SocketAddr, request: &str) -> anyhow::Result<String> {
+    let mut s = connect_from(ns, addr, Duration::from_secs(3))??;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(request.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Sends `PING` on an open audit connection and expects `PONG`.
+pub fn ping(conn: &mut TcpStream) -> anyhow::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(3)))?;
+    conn.write_all(b"PING\n")?;
+    let mut line = String::new();
+    BufReader::new(conn.try_clone()?).read_line(&mut line)?;
+    anyhow::ensure!(line.trim() == "PONG", "audit answered {line:?} to PING");
+    Ok(())
+}
+
+/// True when a new TCP connection from `ns` to `addr` is accepted.
+pub fn reachable(ns: &Netns, addr: SocketAddr) -> bool {
+    matches!(connect_from(ns, addr, DROP_LIMIT), Ok(Ok(_)))
+}
+
+/// Rule ids per chain, and set contents.
+pub type FirewallShape = (Vec<(String, String)>, Vec<(String, Vec<String>)>);
+
+/// Everything a refused change must leave as it was.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The applied config and its generation.
+    pub config: (String, u64),
+    /// Addresses in the node's namespace (`ip -br addr`).
+    pub addresses: String,
+    /// Routes in its main table.
+    pub routes: String,
+    /// Firewall rule ids per chain and set contents (counters left out: traffic moves them).
+    pub firewall: FirewallShape,
+    /// The hostname inside applianced's UTS namespace.
+    pub hostname: String,
+}
+
+/// `ip -br addr` with each interface's addresses sorted: a rollback that
+/// re-adds an address changes the kernel's order, not the state.
+fn sorted_addresses(brief: &str) -> String {
+    brief
+        .lines()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let head: Vec<&str> = words.by_ref().take(2).collect();
+            // Link-local addresses are the kernel's, and come and go with IPv6 settings.
+            let mut addrs: Vec<&str> = words.filter(|a| !a.starts_with("fe80:")).collect();
+            addrs.sort_unstable();
+            format!("{} {}", head.join(" "), addrs.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Takes a [`Snapshot`] of `node`.
+pub async fn snapshot(node: &HostedNode) -> anyhow::Result<Snapshot> {
+    let mut client = node.client().await?;
+    let cfg = client.get_config(GetConfigRequest {}).await?.into_inner();
+    let fw = client
+        .show_firewall(ShowFirewallRequest {})
+        .await?
+        .into_inner();
+    let pid = node
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("node not running"))?;
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-u", "hostname"])
+        .output()?;
+    Ok(Snapshot {
+        config: (cfg.toml, cfg.generation),
+        addresses: sorted_addresses(&node.ns.ip(&["-br", "addr"])?),
+        routes: (node.ns.ip(&["route"])? + &node.ns.ip(&["-6", "route"])?)
+            .lines()
+            .filter(|r| !r.starts_with("fe80:"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        firewall: (
+            fw.rules
+                .iter()
+                .map(|r| (r.chain.clone(), r.id.clone()))
+                .collect(),
+            fw.sets
+                .iter()
+                .map(|s| (s.name.clone(), s.elements.clone()))
+                .collect(),
+        ),
+        hostname: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    })
+}

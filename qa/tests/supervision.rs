@@ -1,0 +1,150 @@
+//! Services under applianced: a killed service comes back after its backoff,
+//! one that keeps failing ends `failed` and stays down until restarted by hand.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use appliance_api::v1::{ListServicesRequest, RestartServiceRequest, ServiceInfo};
+use common::*;
+use qa::lan::Lan;
+use qa::node::{HostedNode, NodeSpec};
+use qa::wait;
+
+const CRASHER: &str = r#"version = 1
+name = "crasher"
+role = "backend"
+command = "/bin/sh"
+args = ["-c", "echo crashing; exit 3"]
+
+[restart]
+policy = "on-failure"
+backoff_initial_ms = 100
+backoff_max_ms = 400
+max_restarts = 3
+"#;
+
+async fn service(node: &HostedNode, name: &str) -> anyhow::Result<ServiceInfo> {
+    let list = node
+        .client()
+        .await?
+        .list_services(ListServicesRequest {})
+        .await?
+        .into_inner();
+    list.services
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| anyhow::anyhow!("service {name} not listed"))
+}
+
+async fn wait_for(
+    node: &HostedNode,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&ServiceInfo) -> bool,
+) -> anyhow::Result<ServiceInfo> {
+    wait::until_async(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        what,
+        || async { service(node, name).await.ok().filter(|s| ok(s)) },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_services_restart_with_backoff_and_crashers_end_failed() -> anyhow::Result<()> {
+    if skip_unless_root() {
+        return Ok(());
+    }
+    let tag = format!("s{}", qa::unique_tag());
+    let lan = Lan::new(&tag)?;
+    let mut spec = NodeSpec::new("a", "10.77.0.11/24");
+    spec.extra_manifests
+        .push(("crasher.toml".into(), CRASHER.into()));
+    let node = HostedNode::start(&lan, &tag, &spec)?;
+
+    // The crasher: 1 start + 3 restarts, then failed, and it stays failed.
+    let failed = wait_for(&node, "crasher", "crasher to fail", |s| s.state == "failed").await?;
+    assert_eq!(failed.restarts, 3, "{failed:?}");
+    assert!(
+        failed.last_error.contains("exit") || failed.last_exit.contains('3'),
+        "{failed:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = service(&node, "crasher").await?;
+    assert_eq!(
+        (still.state.as_str(), still.restarts),
+        ("failed", 3),
+        "failed service was restarted: {still:?}"
+    );
+    let log = node
+        .client()
+        .await?
+        .logs(appliance_api::v1::LogsRequest {
+            lines: 200,
+            service: "crasher".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(
+        log.lines.iter().any(|l| l.contains("crashing")),
+        "service output not in the log"
+    );
+
+    // The portal: SIGKILL, then it is back after the first backoff (500 ms).
+    let first = wait_for(&node, "portal", "portal healthy", |s| s.state == "healthy").await?;
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(first.pid)?),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let second = wait_for(&node, "portal", "portal restarted", |s| {
+        s.pid != 0 && s.pid != first.pid
+    })
+    .await?;
+    let delay1 = killed_at.elapsed();
+    assert_eq!(second.restarts, first.restarts + 1);
+    assert!(
+        delay1 >= Duration::from_millis(450),
+        "restarted after {delay1:?}, before its backoff"
+    );
+
+    // Killed again before its failure count resets: the backoff has doubled.
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(second.pid)?),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let third = wait_for(&node, "portal", "portal restarted again", |s| {
+        s.pid != 0 && s.pid != second.pid
+    })
+    .await?;
+    let delay2 = killed_at.elapsed();
+    assert_eq!(third.restarts, first.restarts + 2);
+    assert!(
+        delay2 >= Duration::from_millis(950),
+        "second restart after {delay2:?}: backoff did not grow"
+    );
+    wait_for(&node, "portal", "portal healthy again", |s| {
+        s.state == "healthy"
+    })
+    .await?;
+
+    // A failed service restarts on request, then fails again by itself.
+    let mut client = node.client().await?;
+    client
+        .restart_service(RestartServiceRequest {
+            name: "crasher".into(),
+        })
+        .await?;
+    wait_for(&node, "crasher", "crasher retried", |s| s.restarts > 3).await?;
+    let err = client
+        .restart_service(RestartServiceRequest {
+            name: "nope".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
+    Ok(())
+}
