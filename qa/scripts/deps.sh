@@ -11,6 +11,8 @@ command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v make >/dev/null || need+=(make)
 command -v tmux >/dev/null || need+=(tmux)
 command -v curl >/dev/null || need+=(curl)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v sysctl >/dev/null || need+=(procps)
 getent passwd nobody >/dev/null || { echo "user 'nobody' is missing: the demo services run as it" >&2; exit 1; }
 
 if [ ${#need[@]} -gt 0 ]; then
