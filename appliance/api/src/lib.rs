@@ -19,7 +19,7 @@ pub const DEFAULT_SOCKET: &str = "/run/appliance/applianced.sock";
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The socket does not exist or refused the connection.
-    #[error("cannot reach applianced at {path}: {source} (is applianced running? pass --socket or set APPLIANCE_SOCKET)")]
+    #[error("cannot reach applianced at {path} (is applianced running? pass --socket or set APPLIANCE_SOCKET)")]
     Unreachable {
         /// The socket path tried.
         path: PathBuf,

@@ -47,14 +47,31 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // The first message says what failed; the root cause says why.
+            // (Middle layers such as the transport repeat their causes.)
+            let root = err.root_cause().to_string();
+            if err.chain().count() > 1 && !err.to_string().contains(&root) {
+                eprintln!("error: {err}: {root}");
+            } else {
+                eprintln!("error: {err}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// Rust ignores SIGPIPE, which turns `appliancectl ... | head` into a panic on
+/// the next print; a command-line tool should just end quietly, as others do.
+fn restore_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called first thing in main, before any other thread exists;
+    // SIG_DFL installs no handler code, so nothing can run in signal context.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
