@@ -5,7 +5,7 @@
 //! - [`mod@plan`]: the pure planner.
 //! - [`mod@restore`]: the pure rollback planner.
 //! - [`observe`]: reads links, addresses and routes over rtnetlink.
-//! - [`apply`]: runs one [`Action`] over rtnetlink.
+//! - [`apply`]: runs one [`Action`] (over rtnetlink, or a `/proc/sys` write).
 //! - [`netcfg`]: the [`Netcfg`] front: observe, plan, run, roll back.
 //! - [`hostname`]: sets the hostname (UTS namespace of the caller).
 //! - [`resolv`]: renders and atomically writes resolv.conf.

@@ -71,6 +71,9 @@ pub struct ObservedLink {
     pub mtu: u32,
     /// Whether `IFF_UP` is set.
     pub up: bool,
+    /// `net.ipv4.conf.<link>.promote_secondaries`; `None` when the kernel
+    /// reports no IPv4 settings for the link (IPv4 off on it).
+    pub promote_secondaries: Option<bool>,
 }
 
 /// An address on a link.
@@ -182,6 +185,13 @@ pub enum Action {
         /// Link index.
         index: u32,
     },
+    /// Set `net.ipv4.conf.<link>.promote_secondaries = 1`. With it off (the
+    /// kernel default), deleting a subnet's primary IPv4 address deletes every
+    /// secondary address of that subnet too, foreign ones included. Never undone.
+    PromoteSecondaries {
+        /// Link name.
+        link: String,
+    },
     /// Add an address to a link.
     AddAddress {
         /// Link name.
@@ -235,6 +245,9 @@ impl fmt::Display for Action {
                 write!(f, "set mtu of {link} from {was} to {mtu}")
             }
             Action::SetUp { link, .. } => write!(f, "set {link} up"),
+            Action::PromoteSecondaries { link } => {
+                write!(f, "set net.ipv4.conf.{link}.promote_secondaries to 1")
+            }
             Action::AddAddress { link, addr, .. } => write!(f, "add address {addr} to {link}"),
             Action::DelAddress { link, addr, .. } => {
                 write!(f, "delete address {addr} from {link}")

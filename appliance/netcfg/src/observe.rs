@@ -1,13 +1,15 @@
 //! Reads the kernel's network state over rtnetlink into an [`Observed`]
 //! snapshot: every link, every address, and the unicast routes of the main
 //! table. Runs in whatever network namespace the netlink socket was opened in.
+//! A link's IPv4 `promote_secondaries` comes from the same link dump (the
+//! kernel's IPv4 devconf in `IFLA_AF_SPEC`), so no `/proc` read is needed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+use rtnetlink::packet_route::link::{AfSpecInet, AfSpecUnspec, LinkAttribute, LinkFlags};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
 };
@@ -72,10 +74,14 @@ pub async fn observe(handle: &Handle) -> Result<Observed, ObserveError> {
         .filter_map(|m| {
             let mut name = None;
             let mut mtu = 0;
+            let mut promote_secondaries = None;
             for attr in m.attributes {
                 match attr {
                     LinkAttribute::IfName(n) => name = Some(n),
                     LinkAttribute::Mtu(m) => mtu = m,
+                    LinkAttribute::AfSpecUnspec(specs) => {
+                        promote_secondaries = ipv4_promote_secondaries(&specs);
+                    }
                     _ => {}
                 }
             }
@@ -85,6 +91,7 @@ pub async fn observe(handle: &Handle) -> Result<Observed, ObserveError> {
                 index: m.header.index,
                 mtu,
                 up,
+                promote_secondaries,
             })
         })
         .collect();
@@ -114,6 +121,17 @@ pub async fn observe(handle: &Handle) -> Result<Observed, ObserveError> {
         links,
         addresses,
         routes,
+    })
+}
+
+/// The link's IPv4 `promote_secondaries`, if the kernel sent its IPv4 devconf.
+fn ipv4_promote_secondaries(specs: &[AfSpecUnspec]) -> Option<bool> {
+    specs.iter().find_map(|spec| match spec {
+        AfSpecUnspec::Inet(inet) => inet.iter().find_map(|i| match i {
+            AfSpecInet::DevConf(conf) => Some(conf.promote_secondaries != 0),
+            _ => None,
+        }),
+        _ => None,
     })
 }
 

@@ -2,8 +2,9 @@
 //! ordered [`Action`]s and the new owned record out. No I/O.
 //!
 //! Rules: add what is missing; delete only what is in [`Owned`] and no longer
-//! desired; leave links that are not configured alone; delete routes before
-//! addresses, add addresses before routes.
+//! desired; leave links that are not configured alone; turn on IPv4
+//! promote_secondaries on configured links before deleting anything; delete
+//! routes before addresses, add addresses before routes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -56,6 +57,11 @@ pub fn plan(desired: &NetworkSpec, observed: &Observed, owned: &Owned) -> Result
                 index,
                 mtu,
                 was,
+            });
+        }
+        if link.promote_secondaries == Some(false) {
+            actions.push(Action::PromoteSecondaries {
+                link: link.name.clone(),
             });
         }
         if !link.up {
@@ -208,16 +214,19 @@ pub(crate) fn matches(key: &RouteKey, oif: Option<u32>, r: &ObservedRoute) -> bo
 }
 
 /// Sorts actions into the safe order, keeping the order within each kind:
-/// route deletions, address deletions, link settings, address additions,
-/// route additions (a route needs its next hop's subnet to be there).
+/// promote_secondaries first (before any address deletion, so deleting a
+/// primary keeps foreign secondaries), route deletions, address deletions,
+/// link settings, address additions, route additions (a route needs its next
+/// hop's subnet to be there).
 pub(crate) fn order(mut actions: Vec<Action>) -> Vec<Action> {
     actions.sort_by_key(|a| match a {
-        Action::DelRoute(_) => 0,
-        Action::DelAddress { .. } => 1,
-        Action::SetMtu { .. } => 2,
-        Action::SetUp { .. } => 3,
-        Action::AddAddress { .. } => 4,
-        Action::AddRoute(_) => 5,
+        Action::PromoteSecondaries { .. } => 0,
+        Action::DelRoute(_) => 1,
+        Action::DelAddress { .. } => 2,
+        Action::SetMtu { .. } => 3,
+        Action::SetUp { .. } => 4,
+        Action::AddAddress { .. } => 5,
+        Action::AddRoute(_) => 6,
     });
     actions
 }

@@ -13,7 +13,8 @@ use crate::plan::{matches, order};
 /// Only links `done` touched are looked at. Addresses and routes that are gone
 /// come back (kernel routes excepted: they return with their address); extra
 /// ones are deleted only if `done` added them. MTUs go back; links brought up
-/// stay up, since taking a link down flushes its IPv6 addresses.
+/// stay up, since taking a link down flushes its IPv6 addresses; and
+/// promote_secondaries stays on, since it only protects addresses.
 pub fn restore(before: &Observed, now: &Observed, done: &[Action]) -> Vec<Action> {
     let mut touched = BTreeSet::new();
     let (mut our_addrs, mut our_routes) = (BTreeSet::new(), Vec::new());
@@ -33,6 +34,8 @@ pub fn restore(before: &Observed, now: &Observed, done: &[Action]) -> Vec<Action
                 our_routes.push(r);
             }
             Action::DelRoute(r) => touched.extend(r.oif),
+            // Kept on: it only changes what a later primary deletion does.
+            Action::PromoteSecondaries { .. } => {}
         }
     }
     let name = |index: u32| {

@@ -1,4 +1,5 @@
-//! Kernel tests: apply, re-apply, change and a rolled-back failure, all inside
+//! Kernel tests: apply, re-apply, change, a rolled-back failure, and a foreign
+//! secondary address surviving its primary's deletion, all inside
 //! a network namespace this test creates (and deletes in a Drop guard).
 //! Needs root; skips otherwise. One test function, so the steps run serially.
 
@@ -9,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::process::Command;
 
-use appliance_netcfg::{InterfaceSpec, NetError, Netcfg, NetworkSpec, Owned, PlanError};
+use appliance_netcfg::{Action, InterfaceSpec, NetError, Netcfg, NetworkSpec, Owned, PlanError};
 use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
 
@@ -55,6 +56,33 @@ impl Netns {
         let mut all = self.json("-4 route show table main");
         all.extend(self.json("-6 route show table main"));
         all.iter().map(Value::to_string).collect()
+    }
+
+    /// Addresses of a link the kernel flags as secondary.
+    fn secondaries(&self, dev: &str) -> BTreeSet<String> {
+        let links = self.json(&format!("addr show dev {dev}"));
+        let infos = links[0]["addr_info"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        infos
+            .iter()
+            .filter(|a| a["secondary"] == true)
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect()
+    }
+
+    /// `net.ipv4.conf.<conf>.promote_secondaries` inside the namespace.
+    fn promote_secondaries(&self, conf: &str) -> String {
+        let path = format!("/proc/sys/net/ipv4/conf/{conf}/promote_secondaries");
+        run(&["netns", "exec", &self.name, "cat", &path])
+            .trim()
+            .to_string()
+    }
+
+    fn set_promote_secondaries(&self, conf: &str, value: u8) {
+        let script = format!("echo {value} > /proc/sys/net/ipv4/conf/{conf}/promote_secondaries");
+        run(&["netns", "exec", &self.name, "sh", "-c", &script]);
     }
 
     fn link(&self, dev: &str) -> Value {
@@ -117,6 +145,10 @@ fn apply_change_and_rollback_in_a_netns() {
     ns.ip("link add d0 type veth peer name d1");
     ns.ip("link set d1 up");
     ns.ip("addr add 10.79.0.9/24 dev d0"); // foreign: applianced must keep it
+                                           // The kernel default, whatever the host's `default` says (the effective
+                                           // value ORs `all` with the link's).
+    ns.set_promote_secondaries("all", 0);
+    ns.set_promote_secondaries("d0", 0);
     let path = format!("/var/run/netns/{}", ns.name);
 
     // rtnetlink opens its socket in the calling thread's netns: move a fresh
@@ -141,7 +173,13 @@ async fn scenario(ns: &Netns) {
     // Fresh apply.
     let s1 = spec(&["10.77.0.2/24", "fd77::2/64"], 1400);
     let r1 = net.apply(&s1, &Owned::default()).await.unwrap();
-    assert!(!r1.actions.is_empty());
+    assert_eq!(
+        r1.actions[0],
+        Action::PromoteSecondaries { link: "d0".into() },
+        "promote_secondaries goes first"
+    );
+    assert_eq!(ns.promote_secondaries("d0"), "1");
+    assert_eq!(ns.promote_secondaries("d1"), "0", "unlisted link touched");
     assert_eq!(
         ns.addrs("d0"),
         set(&["10.77.0.2/24", "10.79.0.9/24", "fd77::2/64"])
@@ -266,4 +304,22 @@ async fn scenario(ns: &Netns) {
         set(&["10.77.0.2/24", "10.79.0.9/24", "fd77::2/64"])
     );
     assert_eq!(net.apply(&s1, &p.owned).await.unwrap().actions, vec![]);
+
+    // Deleting an owned primary keeps a foreign secondary of the same subnet
+    // (with promote_secondaries off, the kernel would delete it too).
+    let s4 = spec(&["10.77.0.2/24", "10.77.4.2/24", "fd77::2/64"], 1400);
+    let r4 = net.apply(&s4, &p.owned).await.unwrap();
+    ns.ip("addr add 10.77.4.3/24 dev d0"); // foreign, secondary to our .2
+    assert_eq!(ns.secondaries("d0"), set(&["10.77.4.3/24"]));
+    let r5 = net.apply(&s1, &r4.owned).await.unwrap();
+    let done: Vec<String> = r5.actions.iter().map(ToString::to_string).collect();
+    assert_eq!(done, vec!["delete address 10.77.4.2/24 from d0"]);
+    assert_eq!(
+        ns.addrs("d0"),
+        set(&["10.77.0.2/24", "10.77.4.3/24", "10.79.0.9/24", "fd77::2/64"]),
+        "foreign secondary lost with its primary"
+    );
+    assert!(ns.secondaries("d0").is_empty(), "10.77.4.3 was promoted");
+    assert_eq!(ns.promote_secondaries("d0"), "1");
+    assert_eq!(r5.owned, p.owned);
 }

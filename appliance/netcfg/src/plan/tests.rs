@@ -18,6 +18,7 @@ fn link(name: &str, index: u32, mtu: u32, up: bool) -> ObservedLink {
         index,
         mtu,
         up,
+        promote_secondaries: Some(true),
     }
 }
 
@@ -91,6 +92,11 @@ fn simulate(observed: &Observed, actions: &[Action]) -> Observed {
                 .iter_mut()
                 .filter(|l| l.index == *index)
                 .for_each(|l| l.up = true),
+            Action::PromoteSecondaries { link } => o
+                .links
+                .iter_mut()
+                .filter(|l| l.name == *link)
+                .for_each(|l| l.promote_secondaries = Some(true)),
             Action::AddAddress { index, addr, .. } => o.addresses.push(ObservedAddress {
                 index: *index,
                 addr: *addr,
@@ -359,4 +365,87 @@ fn restore_undoes_a_partial_apply() {
     };
     assert_eq!(sorted(&restored), sorted(&before));
     assert!(restore(&before, &restored, done).is_empty());
+}
+
+/// `bare()` with promote_secondaries off on every link (the kernel default).
+fn bare_promote_off() -> Observed {
+    let mut o = bare();
+    for l in &mut o.links {
+        l.promote_secondaries = Some(false);
+    }
+    o
+}
+
+#[test]
+fn promote_secondaries_is_turned_on_first_and_only_on_configured_links() {
+    let p = plan(&spec(), &bare_promote_off(), &Owned::default()).unwrap();
+    let want = Action::PromoteSecondaries {
+        link: "eth0".into(),
+    };
+    assert_eq!(p.actions[0], want);
+    assert_eq!(p.actions.iter().filter(|a| **a == want).count(), 1);
+    let expected_rest = plan(&spec(), &bare(), &Owned::default()).unwrap().actions;
+    assert_eq!(p.actions[1..], expected_rest[..], "the rest is unchanged");
+    let after = simulate(&bare_promote_off(), &p.actions);
+    assert_eq!(plan(&spec(), &after, &p.owned).unwrap().actions, vec![]);
+    assert_eq!(
+        after
+            .links
+            .iter()
+            .find(|l| l.name == "eth1")
+            .unwrap()
+            .promote_secondaries,
+        Some(false),
+        "unconfigured eth1 left alone"
+    );
+}
+
+#[test]
+fn promote_secondaries_comes_before_address_deletion() {
+    let first = plan(&spec(), &bare(), &Owned::default()).unwrap();
+    let mut now = simulate(&bare(), &first.actions);
+    now.links[1].promote_secondaries = Some(false); // someone turned it off
+    let mut s = spec();
+    s.interfaces[0].addresses[0] = net("10.77.0.3/24");
+    let p = plan(&s, &now, &first.owned).unwrap();
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::PromoteSecondaries {
+                link: "eth0".into()
+            },
+            addr("eth0", 2, "10.77.0.2/24", false),
+            addr("eth0", 2, "10.77.0.3/24", true)
+        ]
+    );
+}
+
+#[test]
+fn promote_secondaries_unknown_is_left_alone() {
+    let mut now = bare();
+    now.links[1].promote_secondaries = None; // no IPv4 devconf reported
+    let p = plan(&spec(), &now, &Owned::default()).unwrap();
+    assert!(!p
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::PromoteSecondaries { .. })));
+}
+
+#[test]
+fn restore_keeps_promote_secondaries_on() {
+    let before = bare_promote_off();
+    let p = plan(&spec(), &before, &Owned::default()).unwrap();
+    // Only the sysctl and the MTU change ran before the failure.
+    let done = &p.actions[..2];
+    let now = simulate(&before, done);
+    let back = restore(&before, &now, done);
+    assert_eq!(
+        back,
+        vec![Action::SetMtu {
+            link: "eth0".into(),
+            index: 2,
+            mtu: 1500,
+            was: 9000
+        }]
+    );
 }
