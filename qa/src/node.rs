@@ -28,6 +28,8 @@ pub struct NodeSpec {
     pub extra_manifests: Vec<(String, String)>,
     /// Leave out the repository's manifests.
     pub no_default_manifests: bool,
+    /// Extra applianced arguments, e.g. `--reconcile-interval 1`.
+    pub extra_args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -39,6 +41,7 @@ impl NodeSpec {
             roles: vec!["frontend".into(), "backend".into()],
             extra_manifests: Vec::new(),
             no_default_manifests: false,
+            extra_args: Vec::new(),
         }
     }
 
@@ -70,6 +73,7 @@ pub struct HostedNode {
     pub root: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
+    extra_args: Vec<String>,
 }
 
 impl HostedNode {
@@ -106,6 +110,7 @@ impl HostedNode {
             root,
             _tmp: Some(tmp),
             child: None,
+            extra_args: spec.extra_args.clone(),
         };
         node.launch()?;
         Ok(node)
@@ -131,6 +136,7 @@ impl HostedNode {
             .arg(bins::dir()?)
             .arg("--log")
             .arg("info,applianced=debug")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -47,6 +47,9 @@ pub struct Args {
     /// reporting "not ready" (seconds).
     #[arg(long, default_value_t = 60)]
     pub ready_timeout: u64,
+    /// How often the reconcilers check the live system for drift (seconds).
+    #[arg(long, env = "APPLIANCE_RECONCILE_INTERVAL", default_value_t = 30)]
+    pub reconcile_interval: u64,
 }
 
 impl Args {

@@ -172,6 +172,12 @@ async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
         readiness,
         Duration::from_secs(args.ready_timeout),
     ));
+    let (stop_reconciling, stop) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(reconcilers::reconcile_loop(
+        node.clone(),
+        Duration::from_secs(args.reconcile_interval),
+        stop,
+    ));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -180,6 +186,8 @@ async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
         _ = int.recv() => info!("SIGINT: shutting down"),
     }
     watcher.abort();
+    let _ = stop_reconciling.send(true);
+    let _ = reconciler.await;
     node.supervisor.stop_all().await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

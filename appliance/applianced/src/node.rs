@@ -14,7 +14,7 @@ use appliance_netcfg::{NetError, Netcfg, NetworkSpec, Owned};
 use appliance_state::{Batch, Identity, Store};
 use appliance_supervisor::{Manifest, Supervisor};
 use tokio::sync::Mutex;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::desired::{parse_peer, Desired, DesiredRecord, PeerError, DESIRED_KEY};
 use crate::error::NodeError;
@@ -189,6 +189,21 @@ impl Node {
         }
     }
 
+    /// Converges again on the current desired state, repairing whatever drifted
+    /// (a flushed firewall, an address removed by hand); a no-op, writing
+    /// nothing, when nothing did. A node that never converged retries its boot.
+    pub async fn reconcile(&self) -> Result<Vec<String>, NodeError> {
+        let current = self.core.lock().await.desired.clone();
+        let Some(current) = current else {
+            self.boot().await?;
+            return Ok(vec!["converged for the first time".to_owned()]);
+        };
+        let mut core = self.core.lock().await;
+        // A change may have landed between the two locks: reconcile that one.
+        let current = core.desired.clone().unwrap_or(current);
+        self.transition(&mut core, current).await
+    }
+
     /// The applied desired state.
     pub async fn desired(&self) -> Option<Desired> {
         self.core.lock().await.desired.clone()
@@ -303,10 +318,13 @@ impl Node {
             return Err(e);
         }
 
+        let unchanged = prev.as_ref() == Some(&next) && core.owned == report.owned;
         let mut batch = Batch::default();
         batch.put(DESIRED_KEY, &next.record())?;
         batch.put(OWNED_KEY, &report.owned)?;
-        if let Err(e) = self.store.commit(batch) {
+        if unchanged {
+            // A periodic reconcile that found nothing to do writes nothing.
+        } else if let Err(e) = self.store.commit(batch) {
             self.undo_network(core, prev.as_ref(), report.owned).await;
             self.undo_firewall(core, prev.as_ref()).await;
             return Err(e.into());
@@ -331,16 +349,37 @@ impl Node {
             self.observations
                 .record("services", generation, Err(e.to_string()));
         }
-        info!(generation, changes = changes.len(), "desired state applied");
+        if changes.is_empty() && prev.as_ref() == Some(&next) {
+            debug!(generation, "reconciled: no drift");
+        } else {
+            info!(
+                generation,
+                changes = changes.len(),
+                "desired state applied: {}",
+                changes.join("; ")
+            );
+        }
         Ok(changes)
     }
 
     /// Hostname and resolver of `next`; restores the previous ones on failure.
     fn apply_host(&self, next: &Desired, prev: Option<&Desired>) -> Result<(), NodeError> {
-        if prev.is_none_or(|p| p.config.hostname != next.config.hostname) {
+        // Compared with what is live, not with `prev`, so drift is repaired
+        // and an unchanged state writes nothing.
+        let live = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok());
+        if live.as_deref() != Some(next.config.hostname.as_str()) {
             appliance_netcfg::set_hostname(&next.config.hostname)?;
         }
         let resolv = appliance_netcfg::render_resolv_conf(&next.config.dns);
+        if std::fs::read_to_string(&self.paths.resolv_conf)
+            .ok()
+            .as_deref()
+            == Some(resolv.as_str())
+        {
+            return Ok(());
+        }
         if let Err(e) =
             appliance_netcfg::write_atomically(&self.paths.resolv_conf, resolv.as_bytes())
         {
