@@ -169,6 +169,15 @@ impl HostedNode {
         Ok(())
     }
 
+    /// Kills applianced with SIGKILL, as a crash would: nothing is cleaned up.
+    pub fn crash(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// The pid of applianced (the `ip netns exec` process execs it).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

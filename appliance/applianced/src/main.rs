@@ -8,6 +8,7 @@ mod api;
 mod args;
 mod desired;
 mod error;
+mod leftovers;
 mod logging;
 mod mode;
 mod nft;

@@ -25,18 +25,6 @@ use crate::reconcilers::Observations;
 /// State database key of the network reconciler's [`Owned`] record.
 const OWNED_KEY: &str = "netcfg/owned";
 
-/// State database key of the last observed service states.
-const SERVICES_KEY: &str = "services/status";
-
-/// A service's state as stored.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ServiceRecord {
-    name: String,
-    state: String,
-    restarts: u32,
-    since_unix_ms: u64,
-}
-
 /// Where the node keeps its files.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -121,6 +109,7 @@ impl Node {
     /// new or was edited; falls back to the stored state when the file's
     /// config cannot be applied.
     pub async fn boot(&self) -> Result<(), NodeError> {
+        crate::leftovers::kill(&self.store, &self.manifests, std::path::Path::new("/proc"));
         let stored = self.load_stored()?;
         let from_file = self.load_file();
         let mut core = self.core.lock().await;
@@ -459,16 +448,7 @@ impl Node {
 
     /// Stores the service states, so the last known state survives a restart.
     pub fn persist_services(&self, services: &[appliance_supervisor::ServiceStatus]) {
-        let rows: Vec<ServiceRecord> = services
-            .iter()
-            .map(|s| ServiceRecord {
-                name: s.name.clone(),
-                state: crate::api::state_name(&s.state).to_owned(),
-                restarts: s.restarts,
-                since_unix_ms: crate::reconcilers::unix_ms(s.since),
-            })
-            .collect();
-        if let Err(e) = self.store.put(SERVICES_KEY, &rows) {
+        if let Err(e) = crate::leftovers::persist(&self.store, services) {
             warn!("could not store service states: {e}");
         }
     }
