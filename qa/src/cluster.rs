@@ -4,7 +4,6 @@
 //! (or SIGTERM) stops the nodes and removes every namespace.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -76,7 +75,7 @@ async fn start(c: &mut Cluster) -> anyhow::Result<()> {
     let mut stale: Vec<String> = vec![format!("qa-{TAG}-sw"), CLIENT_NS.to_owned()];
     stale.extend(NODES.iter().map(|(n, _, _)| format!("qa-{TAG}-{n}")));
     for ns in &stale {
-        clear_stale(ns);
+        qa::netns::remove_stale(ns);
     }
     let _ = std::fs::remove_dir_all(ROOT);
     std::fs::create_dir_all(ROOT).with_context(|| format!("creating {ROOT}"))?;
@@ -198,20 +197,4 @@ fn stop(mut c: Cluster) {
     }
     drop(c);
     let _ = std::fs::remove_dir_all(ROOT);
-}
-
-/// Removes a namespace left by a killed run, with whatever still runs in it.
-fn clear_stale(name: &str) {
-    let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() else {
-        return;
-    };
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        if let Ok(pid) = pid.parse::<i32>() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-    let _ = Command::new("ip").args(["netns", "del", name]).output();
 }

@@ -29,7 +29,7 @@ impl Netns {
     /// Creates namespace `name` with its loopback up. A stale one of the same
     /// name (from a killed run) is removed first.
     pub fn create(name: &str) -> anyhow::Result<Self> {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        remove_stale(name);
         run(Command::new("ip").args(["netns", "add", name]))?;
         let ns = Self {
             name: name.to_owned(),
@@ -77,21 +77,29 @@ impl Netns {
     /// Kills every process still inside the namespace (services of a killed
     /// applianced would otherwise outlive the test).
     pub fn kill_all(&self) {
-        let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        else {
-            return;
-        };
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        kill_all_in(&self.name);
+    }
+}
+
+/// Kills every process inside the namespace `name`.
+fn kill_all_in(name: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if let Ok(pid) = pid.parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
+}
+
+/// Removes a namespace a killed run left behind, with whatever still runs in it.
+pub fn remove_stale(name: &str) {
+    kill_all_in(name);
+    let _ = Command::new("ip").args(["netns", "del", name]).output();
 }
 
 impl Drop for Netns {

@@ -7,7 +7,6 @@ mod common;
 use std::process::{Command, Output};
 
 use common::*;
-use qa::lan::Lan;
 use qa::node::{HostedNode, NodeSpec};
 
 fn ctl(node: &HostedNode, args: &[&str]) -> anyhow::Result<Output> {
@@ -29,10 +28,7 @@ async fn appliancectl_speaks_plainly_and_in_json() -> anyhow::Result<()> {
     if skip_unless_root() {
         return Ok(());
     }
-    let tag = format!("k{}", qa::unique_tag());
-    let lan = Lan::new(&tag)?;
-    let node = HostedNode::start(&lan, &tag, &NodeSpec::new("ctl-a", "10.77.0.11/24"))?;
-    node.wait_ready(READY_LIMIT).await?;
+    let (_lan, node) = one_node('k', &NodeSpec::new("ctl-a", "10.77.0.11/24")).await?;
 
     let out = ctl(&node, &["status"])?;
     let (stdout, _) = text(&out);

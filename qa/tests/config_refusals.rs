@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use appliance_api::v1::{ConfigText, GetConfigRequest, PeerRequest};
 use common::*;
-use qa::lan::Lan;
-use qa::node::{HostedNode, NodeSpec};
+use qa::node::NodeSpec;
 
 const GOOD: &str = r#"version = 1
 hostname = "a"
@@ -101,12 +100,7 @@ async fn bad_inputs_are_refused_and_change_nothing() -> anyhow::Result<()> {
     if skip_unless_root() {
         return Ok(());
     }
-    let tag = format!("r{}", qa::unique_tag());
-    let lan = Lan::new(&tag)?;
-    let mut spec = NodeSpec::new("a", "10.77.0.11/24");
-    spec.addresses = vec!["10.77.0.11/24".into()];
-    let mut node = HostedNode::start(&lan, &tag, &spec)?;
-    node.wait_ready(READY_LIMIT).await?;
+    let (_lan, mut node) = one_node('r', &NodeSpec::new("a", "10.77.0.11/24")).await?;
     let mut client = node.client().await?;
     // Start from GOOD (adds a gateway) and a peer, so there is something to lose.
     client.set_config(ConfigText { toml: GOOD.into() }).await?;
@@ -268,10 +262,7 @@ async fn an_invalid_config_file_at_boot_keeps_the_stored_state() -> anyhow::Resu
     if skip_unless_root() {
         return Ok(());
     }
-    let tag = format!("f{}", qa::unique_tag());
-    let lan = Lan::new(&tag)?;
-    let mut node = HostedNode::start(&lan, &tag, &NodeSpec::new("a", "10.77.0.11/24"))?;
-    node.wait_ready(READY_LIMIT).await?;
+    let (_lan, mut node) = one_node('f', &NodeSpec::new("a", "10.77.0.11/24")).await?;
     let before = snapshot(&node).await?;
     node.stop()?;
     // The admin breaks the file while the node is down.

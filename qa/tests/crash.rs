@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use appliance_api::v1::ListServicesRequest;
 use common::*;
-use qa::lan::Lan;
 use qa::node::{HostedNode, NodeSpec};
 
 fn alive(pid: u32) -> bool {
@@ -30,10 +29,7 @@ async fn a_crashed_daemon_restarts_into_the_same_state() -> anyhow::Result<()> {
     if skip_unless_root() {
         return Ok(());
     }
-    let tag = format!("x{}", qa::unique_tag());
-    let lan = Lan::new(&tag)?;
-    let mut node = HostedNode::start(&lan, &tag, &NodeSpec::new("a", "10.77.0.11/24"))?;
-    node.wait_ready(READY_LIMIT).await?;
+    let (_lan, mut node) = one_node('x', &NodeSpec::new("a", "10.77.0.11/24")).await?;
     node.client()
         .await?
         .add_peer(appliance_api::v1::PeerRequest {

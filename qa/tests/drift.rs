@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use appliance_api::v1::StatusRequest;
 use common::*;
-use qa::lan::Lan;
 use qa::node::{HostedNode, NodeSpec};
 use qa::wait;
 
@@ -26,12 +25,9 @@ async fn drift_is_repaired_by_the_reconcilers() -> anyhow::Result<()> {
     if skip_unless_root() {
         return Ok(());
     }
-    let tag = format!("d{}", qa::unique_tag());
-    let lan = Lan::new(&tag)?;
     let mut spec = NodeSpec::new("a", "10.77.0.11/24");
     spec.extra_args = vec!["--reconcile-interval".into(), "1".into()];
-    let node = HostedNode::start(&lan, &tag, &spec)?;
-    node.wait_ready(READY_LIMIT).await?;
+    let (_lan, node) = one_node('d', &spec).await?;
     let before = snapshot(&node).await?;
     let limit = Duration::from_secs(15);
     let every = Duration::from_millis(200);

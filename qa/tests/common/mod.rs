@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use appliance_api::v1::{GetConfigRequest, ShowFirewallRequest};
 use qa::lan::connect_from;
+use qa::lan::Lan;
 use qa::netns::Netns;
-use qa::node::HostedNode;
+use qa::node::{HostedNode, NodeSpec};
 
 /// How long a connection attempt may take before it counts as dropped.
 pub const DROP_LIMIT: Duration = Duration::from_millis(1500);
@@ -25,6 +26,16 @@ pub fn skip_unless_root() -> bool {
         return true;
     }
     false
+}
+
+/// A LAN with one ready node on it; `letter` keeps this test's names apart
+/// from the other tests running at the same time.
+pub async fn one_node(letter: char, spec: &NodeSpec) -> anyhow::Result<(Lan, HostedNode)> {
+    let tag = format!("{letter}{}", qa::unique_tag());
+    let lan = Lan::new(&tag)?;
+    let node = HostedNode::start(&lan, &tag, spec)?;
+    node.wait_ready(READY_LIMIT).await?;
+    Ok((lan, node))
 }
 
 /// `GET path` from inside `ns`; returns the whole response.
