@@ -165,6 +165,7 @@ async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
     );
     info!(socket = %socket.display(), "API listening");
 
+    node.kill_leftovers();
     if let Err(e) = node.boot().await {
         error!("could not converge on the desired state: {e}");
     }

@@ -109,7 +109,6 @@ impl Node {
     /// new or was edited; falls back to the stored state when the file's
     /// config cannot be applied.
     pub async fn boot(&self) -> Result<(), NodeError> {
-        crate::leftovers::kill(&self.store, &self.manifests, std::path::Path::new("/proc"));
         let stored = self.load_stored()?;
         let from_file = self.load_file();
         let mut core = self.core.lock().await;
@@ -444,6 +443,11 @@ impl Node {
             .flat_map(|m| m.ports.iter())
             .map(|p| format!("{}/{:?} {:?}", p.port, p.protocol, p.exposure).to_lowercase())
             .collect()
+    }
+
+    /// Kills the service copies a crashed predecessor left running; once, at start.
+    pub fn kill_leftovers(&self) {
+        crate::leftovers::kill(&self.store, &self.manifests, std::path::Path::new("/proc"));
     }
 
     /// Stores the service states, so the last known state survives a restart.
