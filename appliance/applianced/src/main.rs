@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let mut args = Args::parse();
     let mode = Mode::detect();
     if let Err(e) = prepare(&mut args, mode) {
-        eprintln!("applianced: {e:#}");
+        eprintln!("applianced: {}", report(&e));
         return ExitCode::FAILURE;
     }
     // Before any thread exists: unshare acts on the calling thread only.
@@ -57,11 +57,27 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args, mode)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
-            eprintln!("applianced: {e:#}");
+            let text = report(&e);
+            error!("{text}");
+            eprintln!("applianced: {text}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: many errors already
+/// quote their source, which the chain would then repeat.
+fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Checks and directories that come before logging and threads.
@@ -69,12 +85,20 @@ fn prepare(args: &mut Args, mode: Mode) -> anyhow::Result<()> {
     if mode == Mode::Pid1 {
         anyhow::bail!("running as PID 1 needs the boot steps of the image, which this build does not have yet");
     }
-    if !args.allow_host_netns && mode::in_initial_netns().unwrap_or(false) {
-        anyhow::bail!(
-            "refusing to run in this machine's own network namespace: hosted applianced would \
-             reconfigure its network. Run it inside one (ip netns exec NAME applianced ...) \
-             or pass --allow-host-netns"
-        );
+    if !args.allow_host_netns {
+        const HOW: &str = "run it inside a network namespace made for it \
+             (ip netns add NAME; ip netns exec NAME applianced ...) or pass --allow-host-netns";
+        match mode::check_netns(&mode::NetnsPaths::default()) {
+            mode::NetnsCheck::Own => {}
+            mode::NetnsCheck::Initial => anyhow::bail!(
+                "refusing to run in this machine's own network namespace: hosted applianced \
+                 would reconfigure its network; {HOW}"
+            ),
+            mode::NetnsCheck::Unknown(why) => anyhow::bail!(
+                "refusing to run: cannot tell whether this is the machine's own network \
+                 namespace ({why}), and hosted applianced would reconfigure it; {HOW}"
+            ),
+        }
     }
     for dir in [&args.state_dir, &args.runtime_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -196,4 +220,20 @@ async fn run(args: Args, mode: Mode) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     info!("applianced stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[test]
+    fn report_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let quoted = anyhow::Error::new(io).context("cannot read manifest x: No such file");
+        let e = quoted.context("loading service manifests from x");
+        assert_eq!(
+            report(&e),
+            "loading service manifests from x: cannot read manifest x: No such file"
+        );
+    }
 }

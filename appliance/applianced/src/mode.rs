@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 /// The two ways applianced runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +33,71 @@ impl Mode {
     }
 }
 
-/// True when this process shares the network namespace of the machine's init,
-/// i.e. hosted applianced would reconfigure the machine itself.
-pub fn in_initial_netns() -> io::Result<bool> {
-    let ours = std::fs::metadata("/proc/self/ns/net")?;
-    let init = std::fs::metadata("/proc/1/ns/net")?;
-    Ok(ours.ino() == init.ino() && ours.dev() == init.dev())
+/// Where hosted applianced runs, as far as its network is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetnsCheck {
+    /// A namespace of its own: safe to configure.
+    Own,
+    /// The machine's own namespace: configuring it would change the machine.
+    Initial,
+    /// Init's namespace cannot be read and ours is no named (`ip netns`) one.
+    Unknown(String),
+}
+
+/// Files that identify network namespaces; arguments so tests can swap them.
+#[derive(Debug, Clone)]
+pub struct NetnsPaths {
+    /// Our namespace (`/proc/self/ns/net`).
+    pub ours: PathBuf,
+    /// Init's namespace (`/proc/1/ns/net`).
+    pub init: PathBuf,
+    /// Named namespaces made by `ip netns add` (`/run/netns`).
+    pub named: PathBuf,
+}
+
+impl Default for NetnsPaths {
+    fn default() -> Self {
+        Self {
+            ours: "/proc/self/ns/net".into(),
+            init: "/proc/1/ns/net".into(),
+            named: "/run/netns".into(),
+        }
+    }
+}
+
+fn id(path: &Path) -> io::Result<(u64, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Decides whether hosted applianced may configure the namespace it runs in.
+/// Fails closed: where init's namespace cannot be read (hardened machines hide
+/// it even from root), only a namespace made by `ip netns` counts as its own,
+/// matched by device and inode as `ip netns identify` does.
+pub fn check_netns(paths: &NetnsPaths) -> NetnsCheck {
+    let ours = match id(&paths.ours) {
+        Ok(ours) => ours,
+        Err(e) => return NetnsCheck::Unknown(format!("cannot read {}: {e}", paths.ours.display())),
+    };
+    let init_err = match id(&paths.init) {
+        Ok(init) if init == ours => return NetnsCheck::Initial,
+        Ok(_) => return NetnsCheck::Own,
+        Err(e) => e,
+    };
+    let named = std::fs::read_dir(&paths.named)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| id(&entry.path()).is_ok_and(|n| n == ours));
+    if named {
+        NetnsCheck::Own
+    } else {
+        NetnsCheck::Unknown(format!(
+            "cannot read {} ({init_err}) and this is not a namespace listed in {}",
+            paths.init.display(),
+            paths.named.display()
+        ))
+    }
 }
 
 /// Hosted mode: give the process its own UTS namespace, so the configured
@@ -51,4 +111,45 @@ pub fn enter_hosted() -> io::Result<()> {
         ))
     })?;
     appliance_supervisor::reaper::set_child_subreaper()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regular files stand in for namespace files: only device and inode count.
+    fn setup() -> (tempfile::TempDir, NetnsPaths) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ours"), "").unwrap();
+        std::fs::write(dir.path().join("other"), "").unwrap();
+        std::fs::create_dir(dir.path().join("named")).unwrap();
+        let paths = NetnsPaths {
+            ours: dir.path().join("ours"),
+            init: dir.path().join("init"),
+            named: dir.path().join("named"),
+        };
+        (dir, paths)
+    }
+
+    #[test]
+    fn init_namespace_is_refused_and_another_accepted() {
+        let (dir, paths) = setup();
+        std::fs::hard_link(dir.path().join("ours"), &paths.init).unwrap();
+        assert_eq!(check_netns(&paths), NetnsCheck::Initial);
+        std::fs::remove_file(&paths.init).unwrap();
+        std::fs::hard_link(dir.path().join("other"), &paths.init).unwrap();
+        assert_eq!(check_netns(&paths), NetnsCheck::Own);
+    }
+
+    #[test]
+    fn unreadable_init_fails_closed_unless_the_namespace_is_named() {
+        let (dir, paths) = setup();
+        assert!(
+            matches!(check_netns(&paths), NetnsCheck::Unknown(m) if m.contains("not a namespace listed"))
+        );
+        std::fs::hard_link(dir.path().join("other"), paths.named.join("someone-else")).unwrap();
+        assert!(matches!(check_netns(&paths), NetnsCheck::Unknown(_)));
+        std::fs::hard_link(dir.path().join("ours"), paths.named.join("qa-node")).unwrap();
+        assert_eq!(check_netns(&paths), NetnsCheck::Own);
+    }
 }
