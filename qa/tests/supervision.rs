@@ -24,6 +24,20 @@ backoff_max_ms = 400
 max_restarts = 3
 "#;
 
+/// Pids still inside the node's namespace.
+fn node_pids(node: &HostedNode) -> Vec<String> {
+    std::process::Command::new("ip")
+        .args(["netns", "pids", node.ns.name()])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn service(node: &HostedNode, name: &str) -> anyhow::Result<ServiceInfo> {
     let list = node
         .client()
@@ -62,7 +76,7 @@ async fn killed_services_restart_with_backoff_and_crashers_end_failed() -> anyho
     let mut spec = NodeSpec::new("a", "10.77.0.11/24");
     spec.extra_manifests
         .push(("crasher.toml".into(), CRASHER.into()));
-    let node = HostedNode::start(&lan, &tag, &spec)?;
+    let mut node = HostedNode::start(&lan, &tag, &spec)?;
 
     // The crasher: 1 start + 3 restarts, then failed, and it stays failed.
     let failed = wait_for(&node, "crasher", "crasher to fail", |s| s.state == "failed").await?;
@@ -146,5 +160,22 @@ async fn killed_services_restart_with_backoff_and_crashers_end_failed() -> anyho
         .await
         .expect_err("unknown");
     assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
+
+    // A clean stop: services go in reverse dependency order (portal needs
+    // audit), and nothing is left running in the namespace.
+    node.stop()?;
+    let log = std::fs::read_to_string(node.state_dir().join("applianced.log"))?;
+    let stopped = |name: &str| log.rfind(&format!("stopped service={name} "));
+    let (portal, audit) = (stopped("portal"), stopped("audit"));
+    assert!(
+        portal.is_some() && audit.is_some(),
+        "stops not logged:\n{log}"
+    );
+    assert!(
+        portal < audit,
+        "audit stopped before portal, which depends on it"
+    );
+    let left = node_pids(&node);
+    assert!(left.is_empty(), "processes left in the namespace: {left:?}");
     Ok(())
 }
