@@ -283,8 +283,14 @@ impl Node {
 
         // Record the intent before acting: after a crash mid-apply, the next
         // boot still knows every address it may have added.
-        self.store.put(OWNED_KEY, &core.owned.union(&plan.intent))?;
-        let report = match core.netcfg.apply(&net_spec, &core.owned).await {
+        if !plan.actions.is_empty() {
+            self.store.put(OWNED_KEY, &core.owned.union(&plan.intent))?;
+        }
+        let report = match core
+            .netcfg
+            .apply_from(&net_spec, observed, &core.owned)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 let owned = owned_after(&e).unwrap_or(&core.owned).clone();
@@ -306,16 +312,17 @@ impl Node {
             return Err(e);
         }
 
+        // A periodic reconcile that found nothing to do writes nothing.
         let unchanged = prev.as_ref() == Some(&next) && core.owned == report.owned;
-        let mut batch = Batch::default();
-        batch.put(DESIRED_KEY, &next.record())?;
-        batch.put(OWNED_KEY, &report.owned)?;
-        if unchanged {
-            // A periodic reconcile that found nothing to do writes nothing.
-        } else if let Err(e) = self.store.commit(batch) {
-            self.undo_network(core, prev.as_ref(), report.owned).await;
-            self.undo_firewall(core, prev.as_ref()).await;
-            return Err(e.into());
+        if !unchanged {
+            let mut batch = Batch::default();
+            batch.put(DESIRED_KEY, &next.record())?;
+            batch.put(OWNED_KEY, &report.owned)?;
+            if let Err(e) = self.store.commit(batch) {
+                self.undo_network(core, prev.as_ref(), report.owned).await;
+                self.undo_firewall(core, prev.as_ref()).await;
+                return Err(e.into());
+            }
         }
         core.owned = report.owned;
         core.desired = Some(next.clone());

@@ -132,8 +132,20 @@ impl Netcfg {
         desired: &NetworkSpec,
         owned: &Owned,
     ) -> Result<ApplyReport, NetError> {
-        let started = Instant::now();
         let before = self.observe().await?;
+        self.apply_from(desired, before, owned).await
+    }
+
+    /// [`Netcfg::apply`] from an observation the caller already made (to plan
+    /// and record the intent first), so the kernel is not read twice. `before`
+    /// must be fresh: it is also what a rollback restores.
+    pub async fn apply_from(
+        &mut self,
+        desired: &NetworkSpec,
+        before: Observed,
+        owned: &Owned,
+    ) -> Result<ApplyReport, NetError> {
+        let started = Instant::now();
         let mut now = before.clone();
         let mut report = ApplyReport {
             actions: Vec::new(),
