@@ -368,16 +368,7 @@ impl Node {
             appliance_netcfg::set_hostname(&next.config.hostname)?;
         }
         let resolv = appliance_netcfg::render_resolv_conf(&next.config.dns);
-        if std::fs::read_to_string(&self.paths.resolv_conf)
-            .ok()
-            .as_deref()
-            == Some(resolv.as_str())
-        {
-            return Ok(());
-        }
-        if let Err(e) =
-            appliance_netcfg::write_atomically(&self.paths.resolv_conf, resolv.as_bytes())
-        {
+        if let Err(e) = write_if_changed(&self.paths.resolv_conf, &resolv) {
             if let Some(p) = prev {
                 let _ = appliance_netcfg::set_hostname(&p.config.hostname);
             }
@@ -417,12 +408,7 @@ impl Node {
     }
 
     fn mirror_config_file(&self, next: &Desired) {
-        let text = next.config.to_toml();
-        if std::fs::read_to_string(&self.paths.config_file).is_ok_and(|t| t == text) {
-            return;
-        }
-        if let Err(e) = appliance_netcfg::write_atomically(&self.paths.config_file, text.as_bytes())
-        {
+        if let Err(e) = write_if_changed(&self.paths.config_file, &next.config.to_toml()) {
             warn!(
                 "could not mirror the applied config to {}: {e}",
                 self.paths.config_file.display()
@@ -463,6 +449,18 @@ impl Node {
             warn!("could not store service states: {e}");
         }
     }
+}
+
+/// Replaces `path` atomically with `contents`, unless it already holds them:
+/// reconciling an unchanged state writes nothing.
+fn write_if_changed(
+    path: &std::path::Path,
+    contents: &str,
+) -> Result<(), appliance_netcfg::ResolvError> {
+    if std::fs::read_to_string(path).is_ok_and(|t| t == contents) {
+        return Ok(());
+    }
+    appliance_netcfg::write_atomically(path, contents.as_bytes())
 }
 
 /// The owned record a failed network apply asks the caller to keep.
