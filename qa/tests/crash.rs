@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use appliance_api::v1::ListServicesRequest;
 use common::*;
 use qa::node::{HostedNode, NodeSpec};
 
@@ -15,13 +14,11 @@ fn alive(pid: u32) -> bool {
 }
 
 async fn pids(node: &HostedNode) -> anyhow::Result<Vec<(String, u32)>> {
-    let list = node
-        .client()
+    Ok(services(node)
         .await?
-        .list_services(ListServicesRequest {})
-        .await?
-        .into_inner();
-    Ok(list.services.into_iter().map(|s| (s.name, s.pid)).collect())
+        .into_iter()
+        .map(|s| (s.name, s.pid))
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use appliance_api::v1::{ListServicesRequest, RestartServiceRequest, ServiceInfo};
+use appliance_api::v1::{RestartServiceRequest, ServiceInfo};
 use common::*;
 use qa::lan::Lan;
 use qa::node::{HostedNode, NodeSpec};
@@ -39,13 +39,8 @@ fn node_pids(node: &HostedNode) -> Vec<String> {
 }
 
 async fn service(node: &HostedNode, name: &str) -> anyhow::Result<ServiceInfo> {
-    let list = node
-        .client()
+    services(node)
         .await?
-        .list_services(ListServicesRequest {})
-        .await?
-        .into_inner();
-    list.services
         .into_iter()
         .find(|s| s.name == name)
         .ok_or_else(|| anyhow::anyhow!("service {name} not listed"))

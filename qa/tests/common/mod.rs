@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use appliance_api::v1::{GetConfigRequest, ShowFirewallRequest};
+use appliance_api::v1::{GetConfigRequest, ListServicesRequest, ServiceInfo, ShowFirewallRequest};
 use qa::lan::connect_from;
 use qa::lan::Lan;
 use qa::netns::Netns;
@@ -36,6 +36,16 @@ pub async fn one_node(letter: char, spec: &NodeSpec) -> anyhow::Result<(Lan, Hos
     let node = HostedNode::start(&lan, &tag, spec)?;
     node.wait_ready(READY_LIMIT).await?;
     Ok((lan, node))
+}
+
+/// The services placed on `node`, as `services list` shows them.
+pub async fn services(node: &HostedNode) -> anyhow::Result<Vec<ServiceInfo>> {
+    let mut client = node.client().await?;
+    Ok(client
+        .list_services(ListServicesRequest {})
+        .await?
+        .into_inner()
+        .services)
 }
 
 /// `GET path` from inside `ns`; returns the whole response.
