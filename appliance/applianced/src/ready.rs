@@ -50,6 +50,9 @@ pub async fn watch(node: Arc<Node>, readiness: Readiness, warn_after: Duration) 
     let mut announced = false;
     let warn_at = tokio::time::Instant::now() + warn_after;
     let mut warned = false;
+    // What was last written: the loop also wakes every second, and an idle
+    // node must not sync its disk that often.
+    let mut persisted: Option<Vec<ServiceStatus>> = None;
     loop {
         let services = rx.borrow_and_update().clone();
         let generation = node.desired().await.map(|d| d.generation).unwrap_or(0);
@@ -64,7 +67,10 @@ pub async fn watch(node: Arc<Node>, readiness: Readiness, warn_after: Duration) 
                 Err(text.clone())
             },
         );
-        node.persist_services(&services);
+        if persisted.as_ref() != Some(&services) {
+            node.persist_services(&services);
+            persisted = Some(services.clone());
+        }
         let ready = ok && node.observations.all_ok();
         readiness.0.store(ready, Ordering::Relaxed);
         if ready && !announced {
