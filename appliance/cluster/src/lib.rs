@@ -1,0 +1,1 @@
+//! Cluster membership and the rules it obeys, without I/O.

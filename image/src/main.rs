@@ -1,0 +1,3 @@
+//! `mkimage`: builds the appliance image into `out/`.
+
+fn main() {}
