@@ -1,1 +1,23 @@
-//! Cluster membership and the rules it obeys, without I/O.
+//! Cluster membership and the rules it obeys, without I/O: the pure core
+//! that applianced and the gRPC join service are built on.
+//!
+//! Layout:
+//! - [`identity`]: node ids and certificate fingerprints;
+//! - [`placement`]: which role sets make a valid cluster, and which services
+//!   run where;
+//! - [`membership`]: the cluster configuration, the changes to it and the
+//!   incremental diff a node follows.
+//!
+//! Clocks and randomness come in as arguments, so every behaviour is
+//! deterministic under test.
+
+pub mod identity;
+pub mod membership;
+pub mod placement;
+
+pub use identity::{CertFingerprint, NodeId};
+pub use membership::{
+    diff, Change, ChangeError, ClusterConfig, ConfigDiff, DiffError, Member, MemberState,
+    ServiceDelta,
+};
+pub use placement::{Role, ServiceSpec};

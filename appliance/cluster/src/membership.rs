@@ -1,0 +1,723 @@
+//! The cluster configuration (who is a member, with which roles and
+//! addresses), the changes that move it from one generation to the next, and
+//! the incremental [`diff`] a node applies to follow it.
+//!
+//! A [`ClusterConfig`] is a value: [`ClusterConfig::apply`] checks a
+//! [`Change`] (identity clashes first, then the [`placement`] rules on the
+//! resulting role set) and returns a new configuration with the generation
+//! bumped, or a [`ChangeError`] and leaves the original untouched. The store
+//! that holds the current configuration (one back-end authority now,
+//! consensus later) lives in applianced; it only ever swaps whole values.
+//!
+//! Member states: a node is `joining` from the moment it is added until its
+//! services are healthy (`active`); `removing` while it is drained. Joining
+//! nodes count for placement (they are about to run services); removing
+//! nodes do not (their services are being stopped), but their addresses stay
+//! in the peer sets until the final [`Change::Remove`], so the drain can
+//! still reach its peers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::identity::{CertFingerprint, NodeId};
+use crate::placement::{self, Action, NodeRoles, PlacementError, Role, ServiceSpec, Warning};
+
+/// Where a member is in its life in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// Added; starting its services.
+    Joining,
+    /// Running its services.
+    Active,
+    /// Being drained before it is removed.
+    Removing,
+}
+
+impl fmt::Display for MemberState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemberState::Joining => "joining",
+            MemberState::Active => "active",
+            MemberState::Removing => "removing",
+        })
+    }
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Its identity, created on its first boot.
+    pub id: NodeId,
+    /// Its hostname, unique in the cluster (compared without case).
+    pub hostname: String,
+    /// The addresses its peers reach it on; they go into every node's firewall peer sets.
+    pub addresses: Vec<IpAddr>,
+    /// The roles it has; they decide which services it runs.
+    pub roles: BTreeSet<Role>,
+    /// The appliance version it runs.
+    pub version: String,
+    /// SHA-256 of its TLS certificate; revoked when it is removed.
+    pub fingerprint: CertFingerprint,
+    /// Joining, active or removing.
+    pub state: MemberState,
+}
+
+/// A change to the membership; [`ClusterConfig::apply`] accepts or refuses it whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "change")]
+pub enum Change {
+    /// A node joins (state `joining` or, for a node whose services are
+    /// already healthy, `active`).
+    Add(Member),
+    /// A node leaves for good: its addresses leave the peer sets and its
+    /// certificate is to be revoked.
+    Remove {
+        /// The node removed.
+        node: NodeId,
+    },
+    /// New roles for one or more nodes in one step (going from 1 to 3
+    /// back-ends needs two nodes changed at once, since 2 is refused).
+    SetRoles {
+        /// Each node changed and its new roles.
+        roles: BTreeMap<NodeId, BTreeSet<Role>>,
+    },
+    /// A node moves between `joining`, `active` and `removing`.
+    SetState {
+        /// The node.
+        node: NodeId,
+        /// Its new state.
+        state: MemberState,
+    },
+}
+
+impl Change {
+    /// New roles for one node.
+    pub fn set_roles(node: NodeId, roles: impl IntoIterator<Item = Role>) -> Change {
+        Change::SetRoles {
+            roles: BTreeMap::from([(node, roles.into_iter().collect())]),
+        }
+    }
+}
+
+/// Why a change (or a received configuration) was refused. Each message
+/// names the node and says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// The change names a node that is not a member.
+    #[error(
+        "there is no node {node} in the cluster; list the members with `appliancectl cluster status`"
+    )]
+    UnknownNode {
+        /// The node named.
+        node: NodeId,
+    },
+    /// The node is already a member.
+    #[error("{hostname} (node {node}) is already a member of the cluster; nothing to add")]
+    AlreadyMember {
+        /// The node.
+        node: NodeId,
+        /// Its hostname.
+        hostname: String,
+    },
+    /// The hostname is taken.
+    #[error(
+        "the hostname {hostname:?} is already used by the member {existing}; \
+         give the new node another hostname"
+    )]
+    DuplicateHostname {
+        /// The hostname asked for.
+        hostname: String,
+        /// The member that has it (its node id).
+        existing: NodeId,
+    },
+    /// An address is taken.
+    #[error(
+        "the address {address} of {hostname} is already used by {existing}; \
+         give {hostname} an address no other node has"
+    )]
+    DuplicateAddress {
+        /// The node bringing the address.
+        hostname: String,
+        /// The address.
+        address: IpAddr,
+        /// The hostname of the node that already has it (possibly the same node, listed twice).
+        existing: String,
+    },
+    /// The certificate is already a member's.
+    #[error(
+        "the certificate of {hostname} (SHA-256 {fingerprint}) is already the certificate of {existing}; \
+         each node must have its own certificate: regenerate the node's identity"
+    )]
+    DuplicateFingerprint {
+        /// The node bringing the certificate.
+        hostname: String,
+        /// The fingerprint.
+        fingerprint: CertFingerprint,
+        /// The member that has it.
+        existing: String,
+    },
+    /// A member without an address cannot be reached by its peers.
+    #[error("{hostname} has no address; a member needs at least one address its peers can reach")]
+    NoAddresses {
+        /// The node.
+        hostname: String,
+    },
+    /// Not a valid hostname.
+    #[error("the hostname {hostname:?} {reason}")]
+    InvalidHostname {
+        /// The hostname.
+        hostname: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A change that changes nothing.
+    #[error("{hostname} {detail}; nothing to change")]
+    NoChange {
+        /// The node.
+        hostname: String,
+        /// What is already so.
+        detail: String,
+    },
+    /// A role change that names no node.
+    #[error("a change of roles must name at least one node")]
+    EmptyChange,
+    /// A state change that is not allowed.
+    #[error("{hostname} is {from} and cannot become {to}{hint}")]
+    BadTransition {
+        /// The node.
+        hostname: String,
+        /// Its current state.
+        from: MemberState,
+        /// The state asked for.
+        to: MemberState,
+        /// What to do instead (starts with "; ", or empty).
+        hint: String,
+    },
+    /// The resulting roles break a placement rule.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// The generation counter is at its maximum (it never is in practice).
+    #[error(
+        "the cluster configuration is at generation {generation}, which cannot be incremented"
+    )]
+    GenerationExhausted {
+        /// The current generation.
+        generation: u64,
+    },
+    /// A received configuration lists the same node twice.
+    #[error("the cluster configuration lists node {node} twice")]
+    DuplicateNode {
+        /// The node.
+        node: NodeId,
+    },
+}
+
+/// The cluster's membership at one generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ConfigWire", into = "ConfigWire")]
+pub struct ClusterConfig {
+    cluster_id: Uuid,
+    generation: u64,
+    members: BTreeMap<NodeId, Member>,
+}
+
+/// The serialized form: members as a list, checked on the way in.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigWire {
+    cluster_id: Uuid,
+    generation: u64,
+    members: Vec<Member>,
+}
+
+impl From<ClusterConfig> for ConfigWire {
+    fn from(c: ClusterConfig) -> Self {
+        ConfigWire {
+            cluster_id: c.cluster_id,
+            generation: c.generation,
+            members: c.members.into_values().collect(),
+        }
+    }
+}
+
+impl TryFrom<ConfigWire> for ClusterConfig {
+    type Error = ChangeError;
+    fn try_from(w: ConfigWire) -> Result<Self, ChangeError> {
+        let mut members: BTreeMap<NodeId, Member> = BTreeMap::new();
+        for m in w.members {
+            check_member_alone(&m)?;
+            check_member_against(&m, members.values())?;
+            if members.insert(m.id, m.clone()).is_some() {
+                return Err(ChangeError::DuplicateNode { node: m.id });
+            }
+        }
+        Ok(ClusterConfig {
+            cluster_id: w.cluster_id,
+            generation: w.generation,
+            members,
+        })
+    }
+}
+
+/// Checks of a member on its own: hostname, addresses present and distinct.
+fn check_member_alone(m: &Member) -> Result<(), ChangeError> {
+    appliance_config::hostname::check_hostname(&m.hostname).map_err(|reason| {
+        ChangeError::InvalidHostname {
+            hostname: m.hostname.clone(),
+            reason,
+        }
+    })?;
+    if m.addresses.is_empty() {
+        return Err(ChangeError::NoAddresses {
+            hostname: m.hostname.clone(),
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for a in &m.addresses {
+        if !seen.insert(*a) {
+            return Err(ChangeError::DuplicateAddress {
+                hostname: m.hostname.clone(),
+                address: *a,
+                existing: m.hostname.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `m` clashes with none of `others` (hostname, address, certificate).
+fn check_member_against<'a>(
+    m: &Member,
+    others: impl IntoIterator<Item = &'a Member>,
+) -> Result<(), ChangeError> {
+    for o in others {
+        if o.id == m.id {
+            continue;
+        }
+        if o.hostname.eq_ignore_ascii_case(&m.hostname) {
+            return Err(ChangeError::DuplicateHostname {
+                hostname: m.hostname.clone(),
+                existing: o.id,
+            });
+        }
+        if let Some(a) = m.addresses.iter().find(|a| o.addresses.contains(a)) {
+            return Err(ChangeError::DuplicateAddress {
+                hostname: m.hostname.clone(),
+                address: *a,
+                existing: o.hostname.clone(),
+            });
+        }
+        if o.fingerprint == m.fingerprint {
+            return Err(ChangeError::DuplicateFingerprint {
+                hostname: m.hostname.clone(),
+                fingerprint: m.fingerprint,
+                existing: o.hostname.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl ClusterConfig {
+    /// Forms a new cluster at generation 1 with `founder` as its only
+    /// member, made `active`. The founder must satisfy the placement rules
+    /// alone, so it needs both roles.
+    pub fn new(cluster_id: Uuid, mut founder: Member) -> Result<ClusterConfig, ChangeError> {
+        check_member_alone(&founder)?;
+        founder.state = MemberState::Active;
+        let config = ClusterConfig {
+            cluster_id,
+            generation: 1,
+            members: BTreeMap::from([(founder.id, founder.clone())]),
+        };
+        placement::check(
+            &Action::Form {
+                node: founder.hostname.clone(),
+                roles: founder.roles.clone(),
+            },
+            &config.placement_nodes(),
+        )?;
+        Ok(config)
+    }
+
+    /// The cluster's identity, fixed when it was formed.
+    pub fn cluster_id(&self) -> Uuid {
+        self.cluster_id
+    }
+
+    /// Bumped by every accepted change; a node with an older generation catches up.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The members, ordered by node id.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// One member.
+    pub fn member(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// The member with this hostname (compared without case).
+    pub fn member_by_hostname(&self, hostname: &str) -> Option<&Member> {
+        self.members
+            .values()
+            .find(|m| m.hostname.eq_ignore_ascii_case(hostname))
+    }
+
+    /// The member that has this address.
+    pub fn member_by_address(&self, address: &IpAddr) -> Option<&Member> {
+        self.members
+            .values()
+            .find(|m| m.addresses.contains(address))
+    }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True if there is no member (never, for a configuration built by [`ClusterConfig::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The nodes the placement rules count: every member not being removed.
+    pub fn placement_nodes(&self) -> Vec<NodeRoles> {
+        self.members
+            .values()
+            .filter(|m| m.state != MemberState::Removing)
+            .map(|m| NodeRoles {
+                id: m.id,
+                name: m.hostname.clone(),
+                roles: m.roles.clone(),
+            })
+            .collect()
+    }
+
+    /// The warnings the current membership deserves (two nodes, too many nodes).
+    pub fn warnings(&self) -> Vec<Warning> {
+        placement::assess(&self.placement_nodes()).1
+    }
+
+    /// Every member's addresses: the firewall's peer sets. A member being
+    /// removed stays in until it is gone.
+    pub fn peer_addresses(&self) -> BTreeSet<IpAddr> {
+        self.members
+            .values()
+            .flat_map(|m| m.addresses.iter().copied())
+            .collect()
+    }
+
+    /// The services each member runs: every member is listed, a member being
+    /// removed with nothing (its services are drained).
+    pub fn services(&self, services: &[ServiceSpec]) -> BTreeMap<NodeId, BTreeSet<String>> {
+        let mut placed = placement::place(&self.placement_nodes(), services);
+        for id in self.members.keys() {
+            placed.entry(*id).or_default();
+        }
+        placed
+    }
+
+    /// Checks a configuration received from elsewhere: member identities are
+    /// distinct and the placement rules hold. Returns its warnings.
+    pub fn validate(&self) -> Result<Vec<Warning>, ChangeError> {
+        for m in self.members.values() {
+            check_member_alone(m)?;
+            check_member_against(m, self.members.values())?;
+        }
+        Ok(placement::check(&Action::Review, &self.placement_nodes())?)
+    }
+
+    fn get(&self, id: &NodeId) -> Result<&Member, ChangeError> {
+        self.members
+            .get(id)
+            .ok_or(ChangeError::UnknownNode { node: *id })
+    }
+
+    /// Applies `change`: the next generation, or why it is refused. `self`
+    /// is never modified; on refusal nothing changed anywhere.
+    pub fn apply(&self, change: &Change) -> Result<ClusterConfig, ChangeError> {
+        let mut next = self.clone();
+        let action = match change {
+            Change::Add(member) => {
+                if let Some(existing) = self.members.get(&member.id) {
+                    return Err(ChangeError::AlreadyMember {
+                        node: member.id,
+                        hostname: existing.hostname.clone(),
+                    });
+                }
+                if member.state == MemberState::Removing {
+                    return Err(ChangeError::BadTransition {
+                        hostname: member.hostname.clone(),
+                        from: MemberState::Removing,
+                        to: MemberState::Removing,
+                        hint: "; a node joins as joining or active".to_string(),
+                    });
+                }
+                check_member_alone(member)?;
+                check_member_against(member, self.members.values())?;
+                next.members.insert(member.id, member.clone());
+                Action::Add {
+                    node: member.hostname.clone(),
+                    roles: member.roles.clone(),
+                }
+            }
+            Change::Remove { node } => {
+                let m = self.get(node)?;
+                next.members.remove(node);
+                Action::Remove {
+                    node: m.hostname.clone(),
+                }
+            }
+            Change::SetRoles { roles } => {
+                if roles.is_empty() {
+                    return Err(ChangeError::EmptyChange);
+                }
+                let mut named = Vec::new();
+                let mut unchanged = None;
+                for (id, new_roles) in roles {
+                    let m = self.get(id)?;
+                    if &m.roles == new_roles {
+                        unchanged.get_or_insert((m.hostname.clone(), new_roles));
+                    }
+                    named.push((m.hostname.clone(), new_roles.clone()));
+                    if let Some(nm) = next.members.get_mut(id) {
+                        nm.roles = new_roles.clone();
+                    }
+                }
+                // A step where no node's roles move would only bump the generation.
+                if next.members == self.members {
+                    if let Some((hostname, r)) = unchanged {
+                        return Err(ChangeError::NoChange {
+                            hostname,
+                            detail: format!("is already {}", placement::describe_roles(r)),
+                        });
+                    }
+                }
+                Action::SetRoles { nodes: named }
+            }
+            Change::SetState { node, state } => {
+                let m = self.get(node)?;
+                let action = transition(m, *state)?;
+                if let Some(nm) = next.members.get_mut(node) {
+                    nm.state = *state;
+                }
+                action
+            }
+        };
+        placement::check(&action, &next.placement_nodes())?;
+        next.generation =
+            self.generation
+                .checked_add(1)
+                .ok_or(ChangeError::GenerationExhausted {
+                    generation: self.generation,
+                })?;
+        Ok(next)
+    }
+}
+
+/// The placement action a state change amounts to, or why it is not allowed.
+fn transition(m: &Member, to: MemberState) -> Result<Action, ChangeError> {
+    use MemberState::*;
+    let bad = |hint: &str| ChangeError::BadTransition {
+        hostname: m.hostname.clone(),
+        from: m.state,
+        to,
+        hint: hint.to_string(),
+    };
+    match (m.state, to) {
+        (a, b) if a == b => Err(ChangeError::NoChange {
+            hostname: m.hostname.clone(),
+            detail: format!("is already {a}"),
+        }),
+        (Joining, Active) => Ok(Action::Review),
+        (Joining | Active, Removing) => Ok(Action::Remove {
+            node: m.hostname.clone(),
+        }),
+        // Cancelling a drain brings the node's roles back into the count.
+        (Removing, Active) => Ok(Action::Add {
+            node: m.hostname.clone(),
+            roles: m.roles.clone(),
+        }),
+        (Active, Joining) => Err(bad("; an active node stays active until it is removed")),
+        (Removing, Joining) => Err(bad(
+            "; to keep the node, make it active again; to re-add it, remove it first",
+        )),
+        // Every pair is covered above; kept for the compiler.
+        _ => Err(bad("")),
+    }
+}
+
+/// What one node starts and stops to follow a new configuration. Services
+/// that stay placed are in neither set and are not touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDelta {
+    /// Services to start.
+    pub start: BTreeSet<String>,
+    /// Services to stop.
+    pub stop: BTreeSet<String>,
+}
+
+impl ServiceDelta {
+    /// True if there is nothing to start or stop.
+    pub fn is_empty(&self) -> bool {
+        self.start.is_empty() && self.stop.is_empty()
+    }
+}
+
+/// The incremental update from one configuration to a newer one. It is
+/// computed from the two states, not a log, so a node that was down applies
+/// a single diff from what it last had to the current configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDiff {
+    /// The cluster.
+    pub cluster_id: Uuid,
+    /// The generation the node had (`None` for a node that just joined).
+    pub from_generation: Option<u64>,
+    /// The generation it moves to.
+    pub to_generation: u64,
+    /// Addresses to add to the firewall's peer sets (the node's own included).
+    pub peers_added: BTreeSet<IpAddr>,
+    /// Addresses to take out of the peer sets.
+    pub peers_removed: BTreeSet<IpAddr>,
+    /// Members that joined.
+    pub members_added: BTreeSet<NodeId>,
+    /// Members that left, with the certificate to revoke for each.
+    pub members_removed: BTreeMap<NodeId, CertFingerprint>,
+    /// Per node, the services to start and stop; nodes with nothing to do are absent.
+    pub services: BTreeMap<NodeId, ServiceDelta>,
+}
+
+impl ConfigDiff {
+    /// What `node` starts and stops (empty if nothing).
+    pub fn for_node(&self, node: &NodeId) -> ServiceDelta {
+        self.services.get(node).cloned().unwrap_or_default()
+    }
+
+    /// True if nothing changes at all.
+    pub fn is_empty(&self) -> bool {
+        self.peers_added.is_empty()
+            && self.peers_removed.is_empty()
+            && self.members_added.is_empty()
+            && self.members_removed.is_empty()
+            && self.services.is_empty()
+    }
+}
+
+/// Why a configuration cannot be followed from the one a node has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiffError {
+    /// The new configuration belongs to another cluster.
+    #[error(
+        "the configuration offered is for cluster {offered}, but this node belongs to cluster {have}; \
+         remove the node from its cluster before adding it to another"
+    )]
+    OtherCluster {
+        /// The node's cluster.
+        have: Uuid,
+        /// The offered configuration's cluster.
+        offered: Uuid,
+    },
+    /// The new configuration is older than the one the node has.
+    #[error(
+        "the configuration offered is generation {offered}, older than generation {have} which this node has; \
+         it is ignored"
+    )]
+    Stale {
+        /// The node's generation.
+        have: u64,
+        /// The offered generation.
+        offered: u64,
+    },
+    /// Same generation, different content: two authorities disagree.
+    #[error(
+        "the configuration offered is generation {generation} like this node's, but differs from it; \
+         two nodes changed the cluster at once: check which node is the authority for changes"
+    )]
+    Conflict {
+        /// The generation.
+        generation: u64,
+    },
+}
+
+/// What a node does to go from `old` (`None` for a node that has no
+/// configuration yet) to `new`: peer addresses to add and remove, members
+/// joined and left, and per node the services to start and stop, with
+/// `services` the manifests known to the cluster.
+pub fn diff(
+    old: Option<&ClusterConfig>,
+    new: &ClusterConfig,
+    services: &[ServiceSpec],
+) -> Result<ConfigDiff, DiffError> {
+    if let Some(old) = old {
+        if old.cluster_id != new.cluster_id {
+            return Err(DiffError::OtherCluster {
+                have: old.cluster_id,
+                offered: new.cluster_id,
+            });
+        }
+        if new.generation < old.generation {
+            return Err(DiffError::Stale {
+                have: old.generation,
+                offered: new.generation,
+            });
+        }
+        if new.generation == old.generation && new != old {
+            return Err(DiffError::Conflict {
+                generation: new.generation,
+            });
+        }
+    }
+    let old_peers = old.map(ClusterConfig::peer_addresses).unwrap_or_default();
+    let new_peers = new.peer_addresses();
+    let old_ids: BTreeSet<NodeId> = old
+        .map(|c| c.members.keys().copied().collect())
+        .unwrap_or_default();
+    let new_ids: BTreeSet<NodeId> = new.members.keys().copied().collect();
+    let old_placed = old.map(|c| c.services(services)).unwrap_or_default();
+    let new_placed = new.services(services);
+    let empty = BTreeSet::new();
+    let mut per_node = BTreeMap::new();
+    for id in old_placed.keys().chain(new_placed.keys()) {
+        let before = old_placed.get(id).unwrap_or(&empty);
+        let after = new_placed.get(id).unwrap_or(&empty);
+        let delta = ServiceDelta {
+            start: after.difference(before).cloned().collect(),
+            stop: before.difference(after).cloned().collect(),
+        };
+        if !delta.is_empty() {
+            per_node.insert(*id, delta);
+        }
+    }
+    Ok(ConfigDiff {
+        cluster_id: new.cluster_id,
+        from_generation: old.map(|c| c.generation),
+        to_generation: new.generation,
+        peers_added: new_peers.difference(&old_peers).copied().collect(),
+        peers_removed: old_peers.difference(&new_peers).copied().collect(),
+        members_added: new_ids.difference(&old_ids).copied().collect(),
+        members_removed: old
+            .map(|c| {
+                c.members
+                    .values()
+                    .filter(|m| !new_ids.contains(&m.id))
+                    .map(|m| (m.id, m.fingerprint))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        services: per_node,
+    })
+}
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;
