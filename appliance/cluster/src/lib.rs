@@ -5,6 +5,7 @@
 //! - [`identity`]: node ids and certificate fingerprints;
 //! - [`placement`]: which role sets make a valid cluster, and which services
 //!   run where;
+//! - [`joincode`]: the one-time join code and the slot enforcing its rules;
 //! - [`membership`]: the cluster configuration, the changes to it and the
 //!   incremental diff a node follows.
 //!
@@ -12,10 +13,12 @@
 //! deterministic under test.
 
 pub mod identity;
+pub mod joincode;
 pub mod membership;
 pub mod placement;
 
 pub use identity::{CertFingerprint, NodeId};
+pub use joincode::{JoinCode, JoinCodeSlot, Refusal, SlotPolicy};
 pub use membership::{
     diff, Change, ChangeError, ClusterConfig, ConfigDiff, DiffError, Member, MemberState,
     ServiceDelta,
