@@ -7,7 +7,9 @@
 //!   run where;
 //! - [`joincode`]: the one-time join code and the slot enforcing its rules;
 //! - [`membership`]: the cluster configuration, the changes to it and the
-//!   incremental diff a node follows.
+//!   incremental diff a node follows;
+//! - [`pake`]: the join handshake (SPAKE2 bound to both TLS certificates,
+//!   key confirmation, sealed payloads).
 //!
 //! Clocks and randomness come in as arguments, so every behaviour is
 //! deterministic under test.
@@ -15,6 +17,7 @@
 pub mod identity;
 pub mod joincode;
 pub mod membership;
+pub mod pake;
 pub mod placement;
 
 pub use identity::{CertFingerprint, NodeId};
@@ -23,4 +26,10 @@ pub use membership::{
     diff, Change, ChangeError, ClusterConfig, ConfigDiff, DiffError, Member, MemberState,
     ServiceDelta,
 };
+pub use pake::{
+    AdminConfirming, AdminHandshake, HandshakeRefusal, JoinerConfirming, JoinerFailure,
+    JoinerHandshake, PakeError, SecureChannel,
+};
 pub use placement::{Role, ServiceSpec};
+/// The RNG traits (and `OsRng`) of the version this crate's cryptography uses.
+pub use rand_core;
