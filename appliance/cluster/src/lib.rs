@@ -9,7 +9,8 @@
 //! - [`membership`]: the cluster configuration, the changes to it and the
 //!   incremental diff a node follows;
 //! - [`pake`]: the join handshake (SPAKE2 bound to both TLS certificates,
-//!   key confirmation, sealed payloads).
+//!   key confirmation, sealed payloads);
+//! - [`preflight`]: the checks run before a join changes anything.
 //!
 //! Clocks and randomness come in as arguments, so every behaviour is
 //! deterministic under test.
@@ -19,6 +20,7 @@ pub mod joincode;
 pub mod membership;
 pub mod pake;
 pub mod placement;
+pub mod preflight;
 
 pub use identity::{CertFingerprint, NodeId};
 pub use joincode::{JoinCode, JoinCodeSlot, Refusal, SlotPolicy};
@@ -31,5 +33,6 @@ pub use pake::{
     JoinerHandshake, PakeError, SecureChannel,
 };
 pub use placement::{Role, ServiceSpec};
+pub use preflight::{CandidateFacts, ClusterFacts, PreflightFailure, PreflightReport};
 /// The RNG traits (and `OsRng`) of the version this crate's cryptography uses.
 pub use rand_core;
