@@ -1,20 +1,23 @@
 //! Cluster membership and the rules it obeys, without I/O: the pure core
 //! that applianced and the gRPC join service are built on.
 //!
-//! Layout:
+//! Layout, in the order a join uses them:
 //! - [`identity`]: node ids and certificate fingerprints;
-//! - [`placement`]: which role sets make a valid cluster, and which services
-//!   run where;
+//! - [`beacon`]: the discovery beacon's wire format and the table of
+//!   appliances heard;
 //! - [`joincode`]: the one-time join code and the slot enforcing its rules;
-//! - [`membership`]: the cluster configuration, the changes to it and the
-//!   incremental diff a node follows;
+//! - [`preflight`]: the checks run before a join changes anything;
 //! - [`pake`]: the join handshake (SPAKE2 bound to both TLS certificates,
 //!   key confirmation, sealed payloads);
-//! - [`preflight`]: the checks run before a join changes anything.
+//! - [`membership`]: the cluster configuration, the changes to it and the
+//!   incremental diff a node follows;
+//! - [`placement`]: which role sets make a valid cluster, and which services
+//!   run where.
 //!
 //! Clocks and randomness come in as arguments, so every behaviour is
 //! deterministic under test.
 
+pub mod beacon;
 pub mod identity;
 pub mod joincode;
 pub mod membership;
@@ -22,6 +25,7 @@ pub mod pake;
 pub mod placement;
 pub mod preflight;
 
+pub use beacon::{Beacon, BeaconError, Discovered, DiscoveredEntry};
 pub use identity::{CertFingerprint, NodeId};
 pub use joincode::{JoinCode, JoinCodeSlot, Refusal, SlotPolicy};
 pub use membership::{
