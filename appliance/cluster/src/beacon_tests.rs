@@ -181,8 +181,8 @@ fn encoding_refuses_what_decoding_would() {
 fn random_garbage_and_bit_flips_never_panic() {
     let mut rng = StdRng::seed_from_u64(42);
     for _ in 0..20_000 {
-        let len = rng.gen_range(0..600);
-        let mut bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let mut bytes = vec![0u8; rng.gen_range(0..600)];
+        rng.fill(&mut bytes[..]);
         if rng.gen_bool(0.5) && bytes.len() >= 6 {
             bytes[..6].copy_from_slice(b"APLB\x01\x00");
         }

@@ -214,10 +214,7 @@ impl SlotPolicy {
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum Refusal {
     /// The code is older than its lifetime; a new one is on the console.
-    #[error(
-        "the join code has expired (codes are valid for 15 minutes); \
-         use the new code shown on the appliance's console"
-    )]
+    #[error("the join code has expired; use the new code shown on the appliance's console")]
     Expired,
     /// The code was already used for a successful join.
     #[error("the join code was already used; this appliance has joined a cluster")]
@@ -249,6 +246,20 @@ pub enum Refusal {
         /// How long to wait.
         retry_after: Duration,
     },
+}
+
+impl Refusal {
+    /// The reason as a short snake_case word (the serde tag), for APIs and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Expired => "expired",
+            Refusal::Used => "used",
+            Refusal::WrongCode { .. } => "wrong_code",
+            Refusal::TooManyAttempts => "too_many_attempts",
+            Refusal::Replaced => "replaced",
+            Refusal::RateLimited { .. } => "rate_limited",
+        }
+    }
 }
 
 /// An attempt the slot let begin; hand it back to [`JoinCodeSlot::succeed`]

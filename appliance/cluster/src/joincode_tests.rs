@@ -253,4 +253,18 @@ fn refusals_serialize_with_their_reason() {
     };
     let back: Refusal = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(back, r);
+    for r in [
+        Refusal::Expired,
+        Refusal::Used,
+        Refusal::WrongCode { attempts_left: 1 },
+        Refusal::TooManyAttempts,
+        Refusal::Replaced,
+        Refusal::RateLimited {
+            retry_after: secs(1),
+        },
+    ] {
+        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["reason"], r.kind());
+        assert!(!r.to_string().is_empty());
+    }
 }

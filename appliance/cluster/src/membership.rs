@@ -199,6 +199,12 @@ pub enum ChangeError {
         /// What to do instead (starts with "; ", or empty).
         hint: String,
     },
+    /// A node added in state `removing`.
+    #[error("{hostname} cannot join in state removing; add it as joining (or active)")]
+    AddedAsRemoving {
+        /// The node.
+        hostname: String,
+    },
     /// The resulting roles break a placement rule.
     #[error(transparent)]
     Placement(#[from] PlacementError),
@@ -456,11 +462,8 @@ impl ClusterConfig {
                     });
                 }
                 if member.state == MemberState::Removing {
-                    return Err(ChangeError::BadTransition {
+                    return Err(ChangeError::AddedAsRemoving {
                         hostname: member.hostname.clone(),
-                        from: MemberState::Removing,
-                        to: MemberState::Removing,
-                        hint: "; a node joins as joining or active".to_string(),
                     });
                 }
                 check_member_alone(member)?;
