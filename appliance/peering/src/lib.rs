@@ -1,0 +1,1 @@
+//! The inter-node protocol: join, configuration distribution, discovery.
