@@ -1,0 +1,430 @@
+//! The declaration of the image (`image/image.toml`): its schema, parsing and
+//! validation. Pure: nothing here touches the disk except [`Manifest::load`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, IoContext, Result};
+
+/// Everything that goes into the image.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Timestamp for every file when `SOURCE_DATE_EPOCH` is unset.
+    pub source_date_epoch: u64,
+    /// The kernel package and command line.
+    pub kernel: Kernel,
+    /// Kernel modules for stage 1 and stage 2.
+    pub modules: Modules,
+    /// Disk geometry and fixed identifiers.
+    pub disk: Disk,
+    /// Our programs from cargo's release directory.
+    #[serde(rename = "binary", default)]
+    pub binaries: Vec<Binary>,
+    /// Service manifests.
+    pub services: Services,
+    /// Pinned Debian packages.
+    #[serde(rename = "package", default)]
+    pub packages: Vec<Package>,
+    /// Boot loader files.
+    pub boot: Boot,
+    /// The baseline initramfs.
+    pub baseline: Baseline,
+}
+
+/// The kernel.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    /// Debian package name.
+    pub package: String,
+    /// Pinned package version.
+    pub version: String,
+    /// `uname -r` (KVER): names /lib/modules/KVER and /boot/vmlinuz-KVER.
+    pub release: String,
+    /// Default kernel command line (syslinux APPEND).
+    pub cmdline: String,
+}
+
+/// Kernel modules by name (dependencies are resolved, not listed).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Modules {
+    /// Softdep alias → module name.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Loaded in stage 1.
+    pub initramfs: Vec<String>,
+    /// Loaded in stage 2.
+    pub stage2: Vec<String>,
+}
+
+/// Disk geometry and identifiers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Virtual size of the disk.
+    pub size_mib: u64,
+    /// Size of the ESP.
+    pub esp_mib: u64,
+    /// Size of each root partition.
+    pub root_mib: u64,
+    /// GPT disk GUID.
+    pub disk_guid: String,
+    /// Partition GUID of `esp`.
+    pub esp_guid: String,
+    /// Partition GUID of `root-a`.
+    pub root_a_guid: String,
+    /// Partition GUID of `root-b`.
+    pub root_b_guid: String,
+    /// Partition GUID of `data`.
+    pub data_guid: String,
+    /// FAT volume id of the ESP, 8 hex digits.
+    pub esp_volume_id: String,
+    /// UUID of the root EROFS.
+    pub root_uuid: String,
+}
+
+/// One of our binaries.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Binary {
+    /// File name in cargo's release directory.
+    pub name: String,
+    /// Absolute path in the root filesystem.
+    pub to: String,
+}
+
+/// Where the service manifests come from and go.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    /// Directory (relative to the workspace) whose `*.toml` are taken.
+    pub from: PathBuf,
+    /// Absolute directory in the root filesystem.
+    pub to: String,
+}
+
+/// A pinned Debian package.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    /// Package name.
+    pub name: String,
+    /// Exact version (with epoch if any).
+    pub version: String,
+    /// Absolute paths inside the package to put into the root filesystem.
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// Boot loader files, each `package:/path`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// syslinux's mtools installer.
+    pub bios_installer: FileRef,
+    /// MBR boot code for GPT disks.
+    pub gptmbr: FileRef,
+    /// syslinux.efi.
+    pub efi_loader: FileRef,
+    /// ldlinux.e64.
+    pub efi_ldlinux: FileRef,
+}
+
+/// The baseline initramfs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// The static busybox.
+    pub busybox: FileRef,
+}
+
+/// A file inside a declared package, written `package:/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// Package name.
+    pub package: String,
+    /// Absolute path inside the package.
+    pub path: String,
+}
+
+impl<'de> Deserialize<'de> for FileRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.split_once(':') {
+            Some((package, path)) if !package.is_empty() && path.starts_with('/') => Ok(FileRef {
+                package: package.to_owned(),
+                path: path.to_owned(),
+            }),
+            _ => Err(serde::de::Error::custom(format!(
+                "{s:?} is not of the form \"package:/absolute/path\""
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for FileRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.package, self.path)
+    }
+}
+
+impl Manifest {
+    /// Reads and validates the declaration at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).ctx("reading", path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let err = |message: String| Error::Manifest {
+            path: path.to_owned(),
+            message,
+        };
+        let m: Manifest = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        m.validate().map_err(err)?;
+        Ok(m)
+    }
+
+    /// The declared package named `name`.
+    pub fn package(&self, name: &str) -> Option<&Package> {
+        self.packages.iter().find(|p| p.name == name)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let k = &self.kernel;
+        for (field, v) in [
+            ("kernel.package", &k.package),
+            ("kernel.version", &k.version),
+            ("kernel.release", &k.release),
+            ("kernel.cmdline", &k.cmdline),
+        ] {
+            if v.trim().is_empty() {
+                return Err(format!("{field} is empty"));
+            }
+        }
+        if k.cmdline.contains('\n') {
+            return Err("kernel.cmdline must be one line".into());
+        }
+        for (field, list) in [
+            ("modules.initramfs", &self.modules.initramfs),
+            ("modules.stage2", &self.modules.stage2),
+        ] {
+            let mut seen = BTreeSet::new();
+            for name in list {
+                if name.is_empty() || name.contains(['/', ' ', '.']) {
+                    return Err(format!("{field}: {name:?} is not a module name"));
+                }
+                if !seen.insert(name) {
+                    return Err(format!("{field}: {name:?} is listed twice"));
+                }
+            }
+        }
+        let d = &self.disk;
+        let first_partitions = 1 + d.esp_mib + 2 * d.root_mib;
+        if d.esp_mib < 33 || d.root_mib == 0 || d.size_mib < first_partitions + 2 {
+            return Err(format!(
+                "disk: size_mib = {} cannot hold 1 MiB + esp_mib = {} (at least 33 for FAT32) + 2 × root_mib = {} + a data partition",
+                d.size_mib, d.esp_mib, d.root_mib
+            ));
+        }
+        for (field, v) in [
+            ("disk.disk_guid", &d.disk_guid),
+            ("disk.esp_guid", &d.esp_guid),
+            ("disk.root_a_guid", &d.root_a_guid),
+            ("disk.root_b_guid", &d.root_b_guid),
+            ("disk.data_guid", &d.data_guid),
+            ("disk.root_uuid", &d.root_uuid),
+        ] {
+            parse_guid(v).map_err(|e| format!("{field}: {e}"))?;
+        }
+        if d.esp_volume_id.len() != 8 || u32::from_str_radix(&d.esp_volume_id, 16).is_err() {
+            return Err(format!(
+                "disk.esp_volume_id: {:?} is not 8 hex digits",
+                d.esp_volume_id
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for p in &self.packages {
+            if p.name.is_empty() || p.version.is_empty() {
+                return Err(format!(
+                    "package {:?}: name and version must be set (version {:?})",
+                    p.name, p.version
+                ));
+            }
+            if p.name == k.package {
+                return Err(format!(
+                    "package {:?} is the kernel; declare it in [kernel] only",
+                    p.name
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("package {:?} is declared twice", p.name));
+            }
+            for f in &p.files {
+                if !f.starts_with('/') {
+                    return Err(format!(
+                        "package {:?}: file {f:?} must be an absolute path",
+                        p.name
+                    ));
+                }
+            }
+        }
+        for (field, r) in [
+            ("boot.bios_installer", &self.boot.bios_installer),
+            ("boot.gptmbr", &self.boot.gptmbr),
+            ("boot.efi_loader", &self.boot.efi_loader),
+            ("boot.efi_ldlinux", &self.boot.efi_ldlinux),
+            ("baseline.busybox", &self.baseline.busybox),
+        ] {
+            if !names.contains(r.package.as_str()) {
+                return Err(format!(
+                    "{field} = \"{r}\": package {:?} is not declared as a [[package]]",
+                    r.package
+                ));
+            }
+        }
+        let mut bins = BTreeSet::new();
+        for b in &self.binaries {
+            if b.name.is_empty() || b.name.contains('/') || !b.to.starts_with('/') {
+                return Err(format!(
+                    "binary {:?} -> {:?}: name must be a file name and `to` an absolute path",
+                    b.name, b.to
+                ));
+            }
+            if !bins.insert(b.to.as_str()) {
+                return Err(format!("two binaries go to {:?}", b.to));
+            }
+        }
+        if !self.services.to.starts_with('/') {
+            return Err(format!(
+                "services.to = {:?} must be an absolute path",
+                self.services.to
+            ));
+        }
+        for (alias, module) in &self.modules.aliases {
+            if module.is_empty() {
+                return Err(format!("modules.aliases.{alias} is empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a GUID in its textual form (`8-4-4-4-12` hex digits) into the
+/// 16 bytes of GPT's mixed-endian encoding.
+pub fn parse_guid(s: &str) -> std::result::Result<[u8; 16], String> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lens != [8, 4, 4, 4, 12] || !s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{s:?} is not a GUID (XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)"
+        ));
+    }
+    let hex: String = groups.concat();
+    let mut b = [0u8; 16];
+    for (i, byte) in b.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|e| format!("{s:?} is not a GUID: {e}"))?;
+    }
+    // The first three groups are little-endian on disk.
+    b[0..4].reverse();
+    b[4..6].reverse();
+    b[6..8].reverse();
+    Ok(b)
+}
+
+/// Formats GPT's mixed-endian GUID bytes as upper-case text.
+pub fn format_guid(b: &[u8; 16]) -> String {
+    format!(
+        "{:02X}{:02X}{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}",
+        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/image.toml")).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Manifest> {
+        Manifest::parse(text, Path::new("image.toml"))
+    }
+
+    fn message(text: &str) -> String {
+        match parse(text) {
+            Err(Error::Manifest { message, .. }) => message,
+            other => panic!("expected a manifest error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_real_declaration_parses() {
+        let m = parse(&real()).unwrap();
+        assert_eq!(m.kernel.release, "6.1.0-56-amd64");
+        assert!(m.modules.initramfs.iter().any(|n| n == "erofs"));
+        assert!(m.modules.stage2.iter().any(|n| n == "nft_ct"));
+        assert_eq!(m.boot.gptmbr.package, "syslinux-common");
+        assert_eq!(m.package("nftables").unwrap().files, ["/usr/sbin/nft"]);
+        assert_eq!(m.binaries[0].name, "applianced");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let text = real().replacen("[kernel]\n", "[kernel]\nflavour = \"cloud\"\n", 1);
+        assert!(message(&text).contains("flavour"), "{}", message(&text));
+    }
+
+    #[test]
+    fn an_undeclared_boot_package_is_named() {
+        let text = real().replace("gptmbr = \"syslinux-common:", "gptmbr = \"syslinux-mbr:");
+        let m = message(&text);
+        assert!(
+            m.contains("boot.gptmbr") && m.contains("syslinux-mbr"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_file_ref_without_a_path_is_refused() {
+        let text = real().replace(
+            "busybox = \"busybox-static:/bin/busybox\"",
+            "busybox = \"busybox-static\"",
+        );
+        assert!(message(&text).contains("package:/absolute/path"));
+    }
+
+    #[test]
+    fn duplicate_packages_and_modules_are_refused() {
+        let text = real() + "\n[[package]]\nname = \"libmd0\"\nversion = \"1\"\n";
+        // The appended table lands after [baseline]; TOML allows that.
+        assert!(message(&text).contains("\"libmd0\" is declared twice"));
+        let text = real().replace("\"evdev\",", "\"evdev\",\n    \"button\",");
+        assert!(message(&text).contains("\"button\" is listed twice"));
+    }
+
+    #[test]
+    fn bad_guids_and_volume_ids_name_their_field() {
+        let text = real().replace("AA544B47-8467", "AA544B47-846");
+        assert!(message(&text).starts_with("disk.disk_guid"));
+        let text = real().replace("\"A11CE0E5\"", "\"A11CE0E\"");
+        assert!(message(&text).starts_with("disk.esp_volume_id"));
+    }
+
+    #[test]
+    fn guid_round_trips_in_gpt_byte_order() {
+        let g = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+        let b = parse_guid(g).unwrap();
+        assert_eq!(b[0], 0xE3);
+        assert_eq!(b[8], 0x96);
+        assert_eq!(format_guid(&b), g);
+        assert!(parse_guid("4F68BCE3E8CD4DB196E7FBCAF984B709").is_err());
+    }
+}

@@ -1,0 +1,447 @@
+//! Kernel modules: finding them in the kernel package, reading their
+//! dependencies from each module's `.modinfo` (`depends=`, and `softdep=pre:`
+//! through the declared aliases, since nothing resolves aliases at boot), the
+//! load order, and `modules.dep` in depmod's format for the included files.
+//!
+//! Debian's kernel package ships no modules.dep (depmod runs at install
+//! time), so it is computed here from the same data depmod's output encodes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Module names use `_`; file names and `depends=` may use `-`.
+pub fn normalize(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// What a module's `.modinfo` says about its dependencies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModInfo {
+    /// `depends=`: modules whose symbols it uses.
+    pub depends: Vec<String>,
+    /// `softdep=pre:`: modules (or aliases) to load before it.
+    pub softdep_pre: Vec<String>,
+}
+
+/// Parses the NUL-separated `key=value` strings of a `.modinfo` section.
+pub fn parse_modinfo(section: &[u8]) -> ModInfo {
+    let mut info = ModInfo::default();
+    for entry in section.split(|b| *b == 0) {
+        let entry = String::from_utf8_lossy(entry);
+        if let Some(deps) = entry.strip_prefix("depends=") {
+            info.depends
+                .extend(deps.split(',').filter(|d| !d.is_empty()).map(normalize));
+        } else if let Some(soft) = entry.strip_prefix("softdep=") {
+            // "pre: a b post: c"
+            let mut pre = false;
+            for word in soft.split_whitespace() {
+                match word {
+                    "pre:" => pre = true,
+                    "post:" => pre = false,
+                    w if pre => info.softdep_pre.push(w.to_owned()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    info
+}
+
+/// Where to find modules and what they need.
+pub trait Catalog {
+    /// The module's path relative to /lib/modules/KVER and its modinfo, or
+    /// `None` if the kernel has no such module.
+    fn lookup(&self, name: &str) -> Result<Option<(String, ModInfo)>>;
+    /// The directory named in "not found" errors.
+    fn dir(&self) -> &Path;
+}
+
+/// The modules of an unpacked kernel package.
+#[derive(Debug)]
+pub struct KernelModules {
+    dir: PathBuf,
+    paths: BTreeMap<String, String>,
+}
+
+impl KernelModules {
+    /// Indexes every `.ko` under `dir` (= `/lib/modules/KVER`) by module name.
+    pub fn scan(dir: &Path) -> Result<Self> {
+        let mut paths = BTreeMap::new();
+        let mut stack = vec![dir.join("kernel")];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).ctx("listing", &d)? {
+                let entry = entry.ctx("listing", &d)?;
+                let p = entry.path();
+                if entry.file_type().ctx("reading", &p)?.is_dir() {
+                    stack.push(p);
+                } else if let Some(stem) = p
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .and_then(|f| f.strip_suffix(".ko"))
+                {
+                    if let Ok(rel) = p.strip_prefix(dir) {
+                        paths.insert(normalize(stem), rel.to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        Ok(KernelModules {
+            dir: dir.to_owned(),
+            paths,
+        })
+    }
+
+    /// The host path of a module given its relative path.
+    pub fn host_path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+impl Catalog for KernelModules {
+    fn lookup(&self, name: &str) -> Result<Option<(String, ModInfo)>> {
+        let Some(rel) = self.paths.get(&normalize(name)) else {
+            return Ok(None);
+        };
+        let path = self.dir.join(rel);
+        let bytes = std::fs::read(&path).ctx("reading", &path)?;
+        let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| Error::Elf {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let section = elf
+            .section_headers
+            .iter()
+            .find(|s| elf.shdr_strtab.get_at(s.sh_name) == Some(".modinfo"));
+        let info = match section {
+            Some(s) => {
+                let start = s.sh_offset as usize;
+                let end = start.saturating_add(s.sh_size as usize);
+                let data = bytes.get(start..end).ok_or_else(|| Error::Elf {
+                    path: path.clone(),
+                    message: ".modinfo lies outside the file".into(),
+                })?;
+                parse_modinfo(data)
+            }
+            None => ModInfo::default(),
+        };
+        Ok(Some((rel.clone(), info)))
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A resolved set of modules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Every module, in an order it can be loaded in (dependencies and
+    /// softdep prerequisites first).
+    pub order: Vec<String>,
+    /// Module name → path relative to /lib/modules/KVER.
+    pub paths: BTreeMap<String, String>,
+    /// Module name → direct hard dependencies (`depends=`).
+    pub depends: BTreeMap<String, Vec<String>>,
+}
+
+impl Resolved {
+    /// Adds every module of `other` not already here (keeping this order first).
+    pub fn merge(&mut self, other: &Resolved) {
+        for name in &other.order {
+            if !self.paths.contains_key(name) {
+                self.order.push(name.clone());
+                self.paths.insert(name.clone(), other.paths[name].clone());
+                self.depends
+                    .insert(name.clone(), other.depends[name].clone());
+            }
+        }
+    }
+
+    /// `order` without the modules of `loaded`.
+    pub fn order_without(&self, loaded: &Resolved) -> Vec<String> {
+        self.order
+            .iter()
+            .filter(|n| !loaded.paths.contains_key(*n))
+            .cloned()
+            .collect()
+    }
+
+    /// The set as depmod's `modules.dep`: one line per module, its
+    /// transitive dependencies in reverse load order (modprobe loads a line
+    /// from its end).
+    pub fn modules_dep(&self) -> String {
+        let mut out = String::new();
+        for name in &self.order {
+            let mut closure = Vec::new();
+            let mut seen = BTreeSet::new();
+            for d in &self.depends[name] {
+                self.post_order(d, &mut seen, &mut closure);
+            }
+            out.push_str(&self.paths[name]);
+            out.push(':');
+            for d in closure.iter().rev() {
+                out.push(' ');
+                out.push_str(&self.paths[d]);
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn post_order(&self, name: &str, seen: &mut BTreeSet<String>, out: &mut Vec<String>) {
+        if !seen.insert(name.to_owned()) {
+            return;
+        }
+        for d in &self.depends[name] {
+            self.post_order(d, seen, out);
+        }
+        out.push(name.to_owned());
+    }
+}
+
+/// Resolves `requested` (in order) with their dependencies from `catalog`.
+pub fn resolve(
+    catalog: &dyn Catalog,
+    requested: &[String],
+    aliases: &BTreeMap<String, String>,
+) -> Result<Resolved> {
+    let mut r = Resolved::default();
+    let mut visiting = BTreeSet::new();
+    for name in requested {
+        visit(
+            catalog,
+            aliases,
+            &normalize(name),
+            "image.toml",
+            &mut r,
+            &mut visiting,
+        )?;
+    }
+    Ok(r)
+}
+
+fn visit(
+    catalog: &dyn Catalog,
+    aliases: &BTreeMap<String, String>,
+    name: &str,
+    needed_by: &str,
+    r: &mut Resolved,
+    visiting: &mut BTreeSet<String>,
+) -> Result<()> {
+    if r.paths.contains_key(name) {
+        return Ok(());
+    }
+    if !visiting.insert(name.to_owned()) {
+        return Err(Error::ModuleCycle(name.to_owned()));
+    }
+    let (rel, info) = catalog.lookup(name)?.ok_or_else(|| Error::ModuleNotFound {
+        name: name.to_owned(),
+        needed_by: needed_by.to_owned(),
+        dir: catalog.dir().to_owned(),
+    })?;
+    for soft in &info.softdep_pre {
+        let target = aliases
+            .get(soft)
+            .map_or_else(|| normalize(soft), |m| normalize(m));
+        let by = format!("{name} (softdep pre: {soft}; add an alias in [modules.aliases])");
+        visit(catalog, aliases, &target, &by, r, visiting)?;
+    }
+    for dep in &info.depends {
+        visit(catalog, aliases, dep, name, r, visiting)?;
+    }
+    visiting.remove(name);
+    r.order.push(name.to_owned());
+    r.paths.insert(name.to_owned(), rel);
+    r.depends.insert(name.to_owned(), info.depends);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(BTreeMap<&'static str, (&'static str, &'static str)>);
+
+    impl Catalog for Fake {
+        fn lookup(&self, name: &str) -> Result<Option<(String, ModInfo)>> {
+            Ok(self
+                .0
+                .get(name)
+                .map(|(path, modinfo)| (path.to_string(), parse_modinfo(modinfo.as_bytes()))))
+        }
+        fn dir(&self) -> &Path {
+            Path::new("/lib/modules/test")
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake(BTreeMap::from([
+            (
+                "nft_ct",
+                (
+                    "kernel/net/netfilter/nft_ct.ko",
+                    "license=GPL\0depends=nf_tables,nf_conntrack\0",
+                ),
+            ),
+            (
+                "nf_tables",
+                (
+                    "kernel/net/netfilter/nf_tables.ko",
+                    "depends=nfnetlink,libcrc32c\0",
+                ),
+            ),
+            (
+                "nf_conntrack",
+                (
+                    "kernel/net/netfilter/nf_conntrack.ko",
+                    "depends=nf_defrag_ipv4,nf_defrag_ipv6,libcrc32c\0",
+                ),
+            ),
+            (
+                "nfnetlink",
+                ("kernel/net/netfilter/nfnetlink.ko", "depends=\0"),
+            ),
+            (
+                "libcrc32c",
+                ("kernel/lib/libcrc32c.ko", "softdep=pre: crc32c\0depends=\0"),
+            ),
+            (
+                "crc32c_generic",
+                (
+                    "kernel/crypto/crc32c_generic.ko",
+                    "alias=crc32c\0depends=\0",
+                ),
+            ),
+            (
+                "nf_defrag_ipv4",
+                ("kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko", "depends=\0"),
+            ),
+            (
+                "nf_defrag_ipv6",
+                ("kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko", "depends=\0"),
+            ),
+            (
+                "sd_mod",
+                ("kernel/drivers/scsi/sd_mod.ko", "depends=scsi_mod,t10-pi\0"),
+            ),
+            ("t10_pi", ("kernel/block/t10-pi.ko", "depends=\0")),
+            (
+                "scsi_mod",
+                ("kernel/drivers/scsi/scsi_mod.ko", "depends=\0"),
+            ),
+            ("loop_a", ("a.ko", "depends=loop_b\0")),
+            ("loop_b", ("b.ko", "depends=loop_a\0")),
+        ]))
+    }
+
+    fn aliases() -> BTreeMap<String, String> {
+        BTreeMap::from([("crc32c".to_owned(), "crc32c_generic".to_owned())])
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn modinfo_depends_and_softdeps() {
+        let i = parse_modinfo(
+            b"softdep=pre: crypto-crc32c post: x\0depends=jbd2,mbcache,t10-pi\0vermagic=6.1\0",
+        );
+        assert_eq!(i.depends, ["jbd2", "mbcache", "t10_pi"]);
+        assert_eq!(i.softdep_pre, ["crypto-crc32c"]);
+        assert_eq!(parse_modinfo(b"depends=\0"), ModInfo::default());
+    }
+
+    #[test]
+    fn load_order_puts_dependencies_and_softdeps_first() {
+        let r = resolve(&fake(), &names(&["nft_ct", "sd_mod"]), &aliases()).unwrap();
+        assert_eq!(
+            r.order,
+            [
+                "nfnetlink",
+                "crc32c_generic",
+                "libcrc32c",
+                "nf_tables",
+                "nf_defrag_ipv4",
+                "nf_defrag_ipv6",
+                "nf_conntrack",
+                "nft_ct",
+                "scsi_mod",
+                "t10_pi",
+                "sd_mod"
+            ]
+        );
+        assert_eq!(r.paths["t10_pi"], "kernel/block/t10-pi.ko");
+    }
+
+    #[test]
+    fn modules_dep_lists_transitive_dependencies_in_reverse_load_order() {
+        let r = resolve(&fake(), &names(&["nft_ct"]), &aliases()).unwrap();
+        let dep = r.modules_dep();
+        let line = dep
+            .lines()
+            .find(|l| l.starts_with("kernel/net/netfilter/nft_ct.ko:"))
+            .unwrap();
+        assert_eq!(
+            line,
+            "kernel/net/netfilter/nft_ct.ko: kernel/net/netfilter/nf_conntrack.ko \
+             kernel/net/ipv6/netfilter/nf_defrag_ipv6.ko kernel/net/ipv4/netfilter/nf_defrag_ipv4.ko \
+             kernel/net/netfilter/nf_tables.ko kernel/lib/libcrc32c.ko kernel/net/netfilter/nfnetlink.ko"
+        );
+        // Softdeps are not hard dependencies: libcrc32c's line is empty.
+        assert!(dep.contains("kernel/lib/libcrc32c.ko:\n"));
+        assert_eq!(dep.lines().count(), r.order.len());
+    }
+
+    #[test]
+    fn missing_modules_cycles_and_unaliased_softdeps_are_named() {
+        let err = resolve(&fake(), &names(&["nope"]), &aliases())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope") && err.contains("image.toml"), "{err}");
+        let err = resolve(&fake(), &names(&["loop_a"]), &aliases())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let err = resolve(&fake(), &names(&["libcrc32c"]), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("crc32c") && err.contains("modules.aliases"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn merge_and_order_without() {
+        let a = resolve(&fake(), &names(&["sd_mod"]), &aliases()).unwrap();
+        let b = resolve(&fake(), &names(&["sd_mod", "nf_tables"]), &aliases()).unwrap();
+        assert_eq!(
+            b.order_without(&a),
+            ["nfnetlink", "crc32c_generic", "libcrc32c", "nf_tables"]
+        );
+        let mut all = a.clone();
+        all.merge(&b);
+        assert_eq!(all.order.len(), 7);
+        assert_eq!(all.order[..3], a.order[..]);
+    }
+
+    #[test]
+    fn real_kernel_modules_resolve_when_the_package_is_unpacked() {
+        // The kernel package is unpacked by `mkimage build` (out/.cache) or by hand in /tmp/k/x.
+        let dir = Path::new("/tmp/k/x/lib/modules/6.1.0-56-amd64");
+        if !dir.exists() {
+            return;
+        }
+        let km = KernelModules::scan(dir).unwrap();
+        let mut aliases = aliases();
+        aliases.insert("crypto-crc32c".into(), "crc32c_generic".into());
+        let r = resolve(&km, &names(&["erofs", "nft_ct", "ext4"]), &aliases).unwrap();
+        let pos = |n: &str| r.order.iter().position(|o| o == n).unwrap();
+        assert!(pos("crc32c_generic") < pos("libcrc32c"));
+        assert!(pos("jbd2") < pos("ext4"));
+        assert!(r.paths["erofs"].ends_with("fs/erofs/erofs.ko"));
+    }
+}
