@@ -52,7 +52,35 @@ pub struct Args {
     pub reconcile_interval: u64,
 }
 
+/// The paths of the appliance image, used as PID 1 (whose argv is whatever
+/// the kernel passed and is ignored).
+pub mod image {
+    /// State directory, on the data partition.
+    pub const STATE_DIR: &str = "/data/appliance";
+    /// Runtime directory.
+    pub const RUNTIME_DIR: &str = "/run/appliance";
+    /// Service manifests.
+    pub const SERVICES_DIR: &str = "/usr/lib/appliance/services";
+    /// Service programs.
+    pub const BIN_DIR: &str = "/usr/lib/appliance/bin";
+}
+
 impl Args {
+    /// The arguments of PID 1 in the image; `log` from `appliance.log=`.
+    pub fn image(log: Option<String>) -> Self {
+        Self {
+            state_dir: image::STATE_DIR.into(),
+            runtime_dir: image::RUNTIME_DIR.into(),
+            services_dir: image::SERVICES_DIR.into(),
+            bin_dir: image::BIN_DIR.into(),
+            socket: None,
+            log: log.unwrap_or_else(|| "info".to_owned()),
+            allow_host_netns: false,
+            ready_timeout: 60,
+            reconcile_interval: 30,
+        }
+    }
+
     /// The API socket path.
     pub fn socket_path(&self) -> PathBuf {
         self.socket

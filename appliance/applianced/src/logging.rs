@@ -2,7 +2,7 @@
 //! in the state directory, which the `Logs` API call reads back.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -68,9 +68,51 @@ fn rotated(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The log file as the subscriber writes it: closable, so that PID 1 can
+/// unmount the data partition at shutdown while logging to the console goes on.
+#[derive(Debug, Default)]
+struct LogFile(Mutex<Option<BoundedFile>>);
+
+impl LogFile {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<BoundedFile>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Write for &LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.lock().as_mut() {
+            Some(f) => f.write(buf),
+            // Closed: the event still reached the console.
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.lock().as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The file of the installed subscriber.
+static FILE: std::sync::OnceLock<std::sync::Arc<LogFile>> = std::sync::OnceLock::new();
+
+/// Closes the log file; later events go to the console only.
+pub fn close_file() {
+    if let Some(file) = FILE.get() {
+        if let Some(mut f) = file.lock().take() {
+            let _ = f.flush();
+            let _ = f.file.sync_all();
+        }
+    }
+}
+
 /// Installs the global subscriber: console (stderr) and the bounded file.
-/// `filter` is an `EnvFilter` directive such as `info` or `applianced=debug`.
-pub fn init(log_file: &Path, filter: &str) -> io::Result<()> {
+/// `filter` is an `EnvFilter` directive such as `info` or `applianced=debug`;
+/// `ansi` colours the console (hosted mode on a terminal).
+pub fn init(log_file: &Path, filter: &str, ansi: bool) -> io::Result<()> {
     let file = BoundedFile::open(log_file, MAX_LOG_BYTES)?;
     let filter = EnvFilter::try_new(filter).map_err(|e| {
         io::Error::new(
@@ -78,17 +120,19 @@ pub fn init(log_file: &Path, filter: &str) -> io::Result<()> {
             format!("log filter {filter:?} is not valid: {e}"),
         )
     })?;
+    let file = std::sync::Arc::new(LogFile(Mutex::new(Some(file))));
+    let _ = FILE.set(file.clone());
     tracing_subscriber::registry()
         .with(filter)
         .with(
             fmt::layer()
                 .with_writer(io::stderr)
-                .with_ansi(io::stderr().is_terminal())
+                .with_ansi(ansi)
                 .with_target(false),
         )
         .with(
             fmt::layer()
-                .with_writer(Mutex::new(file))
+                .with_writer(file)
                 .with_ansi(false)
                 .with_target(false),
         )

@@ -1,5 +1,6 @@
-//! How applianced runs: as PID 1 in the image, or hosted as an ordinary process
-//! inside a network namespace. Decided once, at the top of `main`.
+//! How applianced runs: as PID 1 in the image (stage 1 in the initramfs,
+//! stage 2 on the root filesystem), or hosted as an ordinary process inside a
+//! network namespace. Decided once, at the top of `main`.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -15,21 +16,42 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// PID 1 or not.
-    pub fn detect() -> Self {
-        if std::process::id() == 1 {
-            Mode::Pid1
-        } else {
-            Mode::Hosted
-        }
-    }
-
     /// As shown in the status.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Pid1 => "pid1",
             Mode::Hosted => "hosted",
         }
+    }
+}
+
+/// Which program applianced is this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// PID 1 in the initramfs: find and switch to the root filesystem.
+    Stage1,
+    /// PID 1 on the root filesystem: boot the machine, then the daemon.
+    Stage2,
+    /// An ordinary process.
+    Hosted,
+}
+
+/// The marker file of the initramfs.
+pub const INITRD_RELEASE: &str = "/etc/initrd-release";
+
+impl Start {
+    /// Decides from our pid and whether `initrd_release` exists.
+    pub fn detect_from(pid: u32, initrd_release: &Path) -> Self {
+        match pid {
+            1 if initrd_release.exists() => Start::Stage1,
+            1 => Start::Stage2,
+            _ => Start::Hosted,
+        }
+    }
+
+    /// Decides for this process.
+    pub fn detect() -> Self {
+        Self::detect_from(std::process::id(), Path::new(INITRD_RELEASE))
     }
 }
 
@@ -129,6 +151,18 @@ mod tests {
             named: dir.path().join("named"),
         };
         (dir, paths)
+    }
+
+    #[test]
+    fn stages_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("initrd-release");
+        assert_eq!(Start::detect_from(1, &marker), Start::Stage2);
+        assert_eq!(Start::detect_from(4242, &marker), Start::Hosted);
+        std::fs::write(&marker, "").unwrap();
+        assert_eq!(Start::detect_from(1, &marker), Start::Stage1);
+        assert_eq!(Start::detect_from(4242, &marker), Start::Hosted);
+        assert_eq!(Start::detect(), Start::Hosted);
     }
 
     #[test]

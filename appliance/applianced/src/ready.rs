@@ -26,6 +26,18 @@ impl Readiness {
     }
 }
 
+/// Our resident memory (`VmRSS` of `/proc/self/status`), for the ready log line.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn services_ok(services: &[ServiceStatus]) -> bool {
     services
         .iter()
@@ -75,9 +87,9 @@ pub async fn watch(node: Arc<Node>, readiness: Readiness, warn_after: Duration) 
         readiness.0.store(ready, Ordering::Relaxed);
         if ready && !announced {
             announced = true;
-            info!("node ready: {text}");
+            info!(rss_kib = rss_kib(), "node ready: {text}");
             // On the console for people and test harnesses alike.
-            println!("{READY_LINE}");
+            crate::boot::console::announce(READY_LINE);
         }
         let timeout = tokio::time::sleep_until(warn_at);
         tokio::select! {

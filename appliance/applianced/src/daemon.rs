@@ -1,0 +1,313 @@
+//! The daemon, the same in hosted mode and as PID 1: opens the node's state,
+//! converges on the desired state, serves the node API on a Unix socket, and
+//! when told to stop, stops the services in order and returns why it stopped
+//! (PID 1 then powers off or reboots).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::args::Args;
+use crate::boot::console::announce;
+use crate::boot::power::{self, StopReason};
+use crate::boot::stage2::{Booted, RUN_MACHINE_ID, SHUTDOWN_LIMIT};
+use crate::identity::{self, MachineIdentity};
+use crate::mode::Mode;
+use crate::{api, logging, nft, node, ready, reconcilers};
+
+/// How the daemon ended.
+#[derive(Debug)]
+pub struct Stopped {
+    /// Why.
+    pub reason: StopReason,
+    /// When the whole shutdown must be over (PID 1 powers off by then anyway).
+    pub deadline: tokio::time::Instant,
+}
+
+/// Directories and logging, before any thread: the state and runtime
+/// directories exist, every path is absolute, and logging is on.
+pub fn prepare_common(args: &mut Args, ansi: bool) -> anyhow::Result<()> {
+    for dir in [&args.state_dir, &args.runtime_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Services run with their data directory as working directory: relative
+    // paths given here would resolve differently for them.
+    for dir in [
+        &mut args.state_dir,
+        &mut args.runtime_dir,
+        &mut args.services_dir,
+        &mut args.bin_dir,
+    ] {
+        *dir =
+            std::path::absolute(&*dir).with_context(|| format!("resolving {}", dir.display()))?;
+    }
+    logging::init(&args.state_dir.join("applianced.log"), &args.log, ansi)
+        .context("setting up logging")?;
+    Ok(())
+}
+
+/// The machine identity; as PID 1 a failure is shown and the node id stands
+/// in for the machine id, so the node still boots.
+fn machine_identity(
+    state_dir: &Path,
+    mode: Mode,
+    node_id: String,
+) -> anyhow::Result<MachineIdentity> {
+    match identity::ensure(state_dir) {
+        Ok(id) => Ok(id),
+        Err(e) if mode == Mode::Pid1 => {
+            announce(&format!("applianced: ERROR: {e}"));
+            Ok(MachineIdentity {
+                machine_id: node_id,
+                key_fingerprint: "none".to_owned(),
+                created: false,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the daemon until it is told to stop; returns why.
+pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Result<Stopped> {
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        mode = mode.as_str(),
+        "applianced starting"
+    );
+    let reaper = appliance_supervisor::Reaper::new();
+    tokio::spawn(reaper.clone().run());
+
+    let store = appliance_state::Store::open(&args.state_dir.join("db"))?;
+    let identity = store.identity()?;
+    let machine = machine_identity(&args.state_dir, mode, identity.node_id.simple().to_string())?;
+    info!(
+        node_id = %identity.node_id,
+        machine_id = %machine.machine_id,
+        node_key = %machine.key_fingerprint,
+        created = machine.created,
+        "node identity"
+    );
+    if mode == Mode::Pid1 {
+        if let Err(e) = identity::publish(&machine, Path::new(RUN_MACHINE_ID)) {
+            warn!("{e}");
+        }
+    }
+
+    let manifests = appliance_supervisor::load_dir(&args.services_dir).with_context(|| {
+        format!(
+            "loading service manifests from {}",
+            args.services_dir.display()
+        )
+    })?;
+    let data_dir = args.state_dir.join("data");
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let supervisor =
+        appliance_supervisor::Supervisor::new(appliance_supervisor::SupervisorOptions::new(
+            args.bin_dir.clone(),
+            data_dir,
+            reaper.clone(),
+        ));
+    let netcfg = appliance_netcfg::Netcfg::connect()?;
+    let firewall = appliance_firewall::Firewall::new(nft::ReaperNft::new(reaper.clone()));
+    let paths = node::Paths {
+        config_file: args.state_dir.join("config.toml"),
+        log_file: args.state_dir.join("applianced.log"),
+        resolv_conf: args.runtime_dir.join("resolv.conf"),
+    };
+    if let Some(b) = &booted {
+        crate::boot::firstconfig::prepare(
+            &store,
+            &args.state_dir,
+            &paths.config_file,
+            &machine.machine_id,
+            &b.first_boot,
+        );
+    }
+    let node = Arc::new(node::Node::new(node::Parts {
+        identity,
+        mode,
+        paths,
+        store,
+        manifests,
+        supervisor,
+        netcfg,
+        firewall,
+    })?);
+
+    // Serve the API before converging, so a node whose config cannot be
+    // applied can still be inspected and fixed.
+    let socket = args.socket_path();
+    let _ = std::fs::remove_file(&socket);
+    let listener =
+        UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    let readiness = ready::Readiness::default();
+    let service = appliance_api::v1::node_server::NodeServer::new(api::Api {
+        node: node.clone(),
+        readiness: readiness.clone(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                async {
+                    let _ = stop_rx.await;
+                },
+            ),
+    );
+    info!(socket = %socket.display(), "API listening");
+
+    let buttons = booted.as_ref().map(|b| {
+        let (tx, rx) = mpsc::channel(4);
+        if power::watch_power_buttons(&b.power_buttons, tx) == 0 {
+            announce("applianced: no ACPI power button found; power off with SIGTERM");
+        }
+        rx
+    });
+
+    node.kill_leftovers();
+    if let Err(e) = node.boot().await {
+        error!("could not converge on the desired state: {e}");
+        if mode == Mode::Pid1 {
+            announce(&format!("applianced: ERROR: {e}"));
+        }
+    }
+    if mode == Mode::Pid1 {
+        banner(&node, &machine).await;
+    }
+    let mut watcher = tokio::spawn(ready::watch(
+        node.clone(),
+        readiness,
+        Duration::from_secs(args.ready_timeout),
+    ));
+    let (stop_reconciling, stop) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(reconcilers::reconcile_loop(
+        node.clone(),
+        Duration::from_secs(args.reconcile_interval),
+        stop,
+    ));
+
+    let reason = wait_for_stop(mode, buttons).await?;
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_LIMIT;
+    let pid1 = mode == Mode::Pid1;
+    if pid1 {
+        announce(reason.line());
+    }
+    let stopping = async {
+        watcher.abort();
+        let _ = (&mut watcher).await;
+        let _ = stop_reconciling.send(true);
+        let _ = reconciler.await;
+        if pid1 {
+            announce("applianced: stopping services");
+        }
+        node.supervisor.stop_all().await;
+        if pid1 {
+            announce("applianced: services stopped; stopping the API");
+        }
+        let _ = stop_tx.send(());
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+    };
+    if pid1 {
+        if tokio::time::timeout_at(deadline, stopping).await.is_err() {
+            announce("applianced: shutdown deadline passed; forcing the rest");
+        }
+    } else {
+        stopping.await;
+    }
+    let _ = std::fs::remove_file(&socket);
+    info!("applianced stopped");
+    if pid1 {
+        // The store closes its files with the last reference to the node;
+        // then the log file, so /data can be unmounted.
+        drop(node);
+        logging::close_file();
+    }
+    Ok(Stopped { reason, deadline })
+}
+
+/// Waits for a reason to stop. Hosted: SIGTERM or SIGINT, to exit. PID 1:
+/// SIGTERM or the power button to power off, SIGINT (Ctrl-Alt-Del) to reboot.
+async fn wait_for_stop(
+    mode: Mode,
+    buttons: Option<mpsc::Receiver<()>>,
+) -> anyhow::Result<StopReason> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let pid1 = mode == Mode::Pid1;
+    let button = async {
+        if let Some(mut rx) = buttons {
+            if rx.recv().await.is_some() {
+                return;
+            }
+        }
+        // No button (or its watchers ended): only the signals remain.
+        std::future::pending::<()>().await
+    };
+    Ok(tokio::select! {
+        _ = term.recv() => {
+            info!("SIGTERM: shutting down");
+            if pid1 { StopReason::PowerOff } else { StopReason::Exit }
+        }
+        _ = int.recv() => {
+            if pid1 {
+                info!("SIGINT (Ctrl-Alt-Del): rebooting");
+                StopReason::Reboot
+            } else {
+                info!("SIGINT: shutting down");
+                StopReason::Exit
+            }
+        }
+        _ = button => {
+            info!("power button pressed: powering off");
+            StopReason::PowerOff
+        }
+    })
+}
+
+/// The console banner of PID 1: version, hostname, machine, addresses.
+async fn banner(node: &node::Node, machine: &MachineIdentity) {
+    let desired = node.desired().await;
+    let hostname = desired
+        .as_ref()
+        .map(|d| d.config.hostname.clone())
+        .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
+        .unwrap_or_default();
+    let addresses: Vec<String> = desired
+        .as_ref()
+        .map(|d| {
+            d.config
+                .interfaces
+                .iter()
+                .flat_map(|i| i.addresses.iter().map(move |a| format!("{a} ({})", i.name)))
+                .collect()
+        })
+        .unwrap_or_default();
+    announce(&format!(
+        "applianced {}: {hostname}, machine id {}",
+        env!("CARGO_PKG_VERSION"),
+        machine.machine_id
+    ));
+    announce(&format!(
+        "applianced: addresses: {}",
+        if addresses.is_empty() {
+            "none configured".to_owned()
+        } else {
+            addresses.join(", ")
+        }
+    ));
+    announce(&format!("applianced: node key {}", machine.key_fingerprint));
+}
