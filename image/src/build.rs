@@ -343,7 +343,7 @@ pub fn build(opts: &BuildOptions) -> Result<ImageInfo> {
     let base = base_name();
     let raw_name = format!("{base}.raw");
     let raw = opts.out.join(&raw_name);
-    let gpt = disk::create(&raw, &m.disk, &file(&m.boot.gptmbr)?, &esp_img, &erofs)?;
+    let (gpt, populated) = disk::create(&raw, &m.disk, &file(&m.boot.gptmbr)?, &esp_img, &erofs)?;
     tracing::info!(elapsed = ?started.elapsed(), "raw disk");
 
     let (qcow2_name, vhdx_name, ova_name) = (
@@ -367,7 +367,7 @@ pub fn build(opts: &BuildOptions) -> Result<ImageInfo> {
         vmdk_name: &vmdk_name,
         vmdk_size,
         capacity: m.disk.size_mib << 20,
-        populated_size: disk::used_bytes(&raw)?,
+        populated_size: populated,
         cpus: 2,
         memory_mib: 2048,
     })?;

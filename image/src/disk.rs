@@ -117,8 +117,17 @@ pub fn read_gpt(path: &Path) -> Result<Gpt> {
 }
 
 /// Makes the raw disk at `raw` (replacing it): GPT, boot code, the ESP and
-/// root images in place. Returns the partition table as written.
-pub fn create(raw: &Path, disk: &Disk, gptmbr: &Path, esp: &Path, root: &Path) -> Result<Gpt> {
+/// root images in place. Returns the partition table as written and the
+/// bytes of the disk that hold data (the non-zero 64 KiB blocks of the
+/// partition images plus the GPT areas) — unlike the file's allocated
+/// blocks, this does not depend on the filesystem `raw` is on.
+pub fn create(
+    raw: &Path,
+    disk: &Disk,
+    gptmbr: &Path,
+    esp: &Path,
+    root: &Path,
+) -> Result<(Gpt, u64)> {
     if raw.exists() {
         std::fs::remove_file(raw).ctx("removing", raw)?;
     }
@@ -162,23 +171,26 @@ pub fn create(raw: &Path, disk: &Disk, gptmbr: &Path, esp: &Path, root: &Path) -
     }
     out.write_all_at(&mbr, 0)
         .ctx("writing the boot code into", raw)?;
+    // Protective MBR, primary and backup GPT.
+    let mut populated = 2 * 34 * SECTOR;
     for (name, image) in [("esp", esp), ("root-a", root)] {
         if let Some(p) = gpt.partition(name) {
-            copy_sparse(image, &out, raw, p.offset, p.size)?;
+            populated += copy_sparse(image, &out, raw, p.offset, p.size)?;
         }
     }
     out.sync_all().ctx("syncing", raw)?;
-    Ok(gpt)
+    Ok((gpt, populated))
 }
 
-/// Copies `image` into `out` at `offset`, skipping all-zero 64 KiB blocks.
+/// Copies `image` into `out` at `offset`, skipping all-zero 64 KiB blocks;
+/// returns the bytes written.
 fn copy_sparse(
     image: &Path,
     out: &std::fs::File,
     out_path: &Path,
     offset: u64,
     room: u64,
-) -> Result<()> {
+) -> Result<u64> {
     let mut src = std::fs::File::open(image).ctx("opening", image)?;
     let len = src.metadata().ctx("reading", image)?.len();
     if len > room {
@@ -190,6 +202,7 @@ fn copy_sparse(
     }
     let mut buf = vec![0u8; 64 << 10];
     let mut pos = 0u64;
+    let mut written = 0u64;
     loop {
         let n = read_full(&mut src, &mut buf).ctx("reading", image)?;
         if n == 0 {
@@ -198,10 +211,11 @@ fn copy_sparse(
         if buf[..n].iter().any(|b| *b != 0) {
             out.write_all_at(&buf[..n], offset + pos)
                 .ctx("writing", out_path)?;
+            written += n as u64;
         }
         pos += n as u64;
     }
-    Ok(())
+    Ok(written)
 }
 
 fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -262,7 +276,8 @@ mod tests {
         std::fs::write(&root, b"erofs").unwrap();
         let raw = d.path().join("disk.raw");
         let spec = disk();
-        let gpt = create(&raw, &spec, &mbr, &esp, &root).unwrap();
+        let (gpt, populated) = create(&raw, &spec, &mbr, &esp, &root).unwrap();
+        assert_eq!(populated, 2 * 34 * 512 + 2 * (64 << 10) + 5);
         assert_eq!(gpt, read_gpt(&raw).unwrap());
         assert_eq!(gpt.disk_guid, spec.disk_guid);
         let esp_p = gpt.partition("esp").unwrap();

@@ -51,40 +51,67 @@ fn convert(raw: &Path, out: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Replaces the descriptor's `CID=xxxxxxxx` (random in qemu-img's output)
-/// with `cid`. The descriptor of a streamOptimized VMDK is plain text in
-/// the first sectors and has no checksum.
+/// Replaces the descriptor's `CID=<hex>` (random in qemu-img's output, and
+/// printed without padding, so its length varies) with `cid`, rewriting the
+/// descriptor text inside its fixed, NUL-padded area. The descriptor of a
+/// streamOptimized VMDK has no checksum.
 pub fn fix_vmdk(path: &Path, cid: u32) -> Result<()> {
+    let bad = |message: String| Error::Format {
+        path: path.to_owned(),
+        message,
+    };
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .ctx("opening", path)?;
-    let mut head = vec![0u8; 64 << 10];
-    let n = f.read_at(&mut head, 0).ctx("reading", path)?;
-    let head = &head[..n];
-    if !head.starts_with(b"KDMV") {
-        return Err(Error::Format {
-            path: path.to_owned(),
-            message: "not a VMDK sparse extent (no KDMV magic)".into(),
-        });
+    let mut header = [0u8; 512];
+    f.read_exact_at(&mut header, 0).ctx("reading", path)?;
+    if !header.starts_with(b"KDMV") {
+        return Err(bad("not a VMDK sparse extent (no KDMV magic)".into()));
     }
-    let needle = b"\nCID=";
-    let at = head
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + needle.len())
-        .filter(|p| {
-            head.get(*p..p + 8)
-                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-        })
-        .ok_or_else(|| Error::Format {
-            path: path.to_owned(),
-            message: "no CID=<8 hex digits> in the descriptor".into(),
-        })?;
-    f.write_all_at(format!("{cid:08x}").as_bytes(), at as u64)
+    let le = |o: usize| u64::from_le_bytes(header[o..o + 8].try_into().unwrap_or_default());
+    let (desc_sector, desc_sectors) = (le(28), le(36));
+    if desc_sector == 0 || desc_sectors == 0 || desc_sectors > 2048 {
+        return Err(bad(format!(
+            "implausible descriptor area: sector {desc_sector}, {desc_sectors} sectors"
+        )));
+    }
+    let mut area = vec![0u8; (desc_sectors * 512) as usize];
+    f.read_exact_at(&mut area, desc_sector * 512)
+        .ctx("reading", path)?;
+    let len = area.iter().position(|b| *b == 0).unwrap_or(area.len());
+    let text = std::str::from_utf8(&area[..len])
+        .map_err(|e| bad(format!("descriptor is not text: {e}")))?;
+    let fixed =
+        replace_cid(text, cid).ok_or_else(|| bad("no CID= line in the descriptor".into()))?;
+    if fixed.len() > area.len() {
+        return Err(bad(
+            "descriptor does not fit its area with the new CID".into()
+        ));
+    }
+    let mut out = fixed.into_bytes();
+    out.resize(area.len(), 0);
+    f.write_all_at(&out, desc_sector * 512)
         .ctx("writing", path)?;
     Ok(())
+}
+
+/// `text` with its `CID=` line set to `cid` (8 hex digits).
+pub fn replace_cid(text: &str, cid: u32) -> Option<String> {
+    let mut found = false;
+    let lines: Vec<String> = text
+        .split('\n')
+        .map(|l| {
+            if !found && l.starts_with("CID=") {
+                found = true;
+                format!("CID={cid:08x}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    found.then(|| lines.join("\n"))
 }
 
 const KIB: u64 = 1024;
@@ -243,4 +270,20 @@ pub fn vhdx_disk_id(path: &Path) -> Result<[u8; 16]> {
     f.read_exact_at(&mut id, meta_offset + u64::from(off))
         .ctx("reading", path)?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cid_line_is_replaced_whatever_its_length() {
+        let text = "# Disk DescriptorFile\nversion=1\nCID=5a3\nparentCID=ffffffff\n";
+        assert_eq!(
+            replace_cid(text, 0xaa544b47).unwrap(),
+            "# Disk DescriptorFile\nversion=1\nCID=aa544b47\nparentCID=ffffffff\n"
+        );
+        assert_eq!(replace_cid("CID=1\n", 1).unwrap(), "CID=00000001\n");
+        assert!(replace_cid("parentCID=ffffffff\n", 1).is_none());
+    }
 }

@@ -67,6 +67,10 @@ fn build_is_reproducible_and_its_kernel_line_editable() {
         assert!(a.join(&art.file).is_file(), "{}", art.file);
     }
 
+    // The VHDX carries the disk GUID as its Page 83 id, headers' CRCs valid.
+    let id = appliance_image::formats::vhdx_disk_id(&a.join(&info.artefacts.vhdx.file)).unwrap();
+    assert_eq!(appliance_image::manifest::format_guid(&id), info.disk.guid);
+
     let raw = a.join(&info.artefacts.raw.file);
     // The root partition holds an EROFS (magic 0xE0F5E1E2 at 1024).
     let mut magic = [0u8; 4];
