@@ -355,3 +355,111 @@ impl Authority for RemoteAuthority {
         self.cert(reply.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use appliance_cluster::{CertFingerprint, MemberState, Role};
+    use appliance_pki::RevocationList;
+    use uuid::Uuid;
+
+    use super::*;
+
+    struct Refusing;
+
+    impl Persist for Refusing {
+        fn save(&self, _: &AuthorityRecord) -> Result<(), HookError> {
+            Err(HookError("the disk is full".into()))
+        }
+    }
+
+    fn member(n: u8, roles: &[Role]) -> Member {
+        Member {
+            id: NodeId(Uuid::from_u128(u128::from(n))),
+            hostname: format!("node-{n}"),
+            addresses: vec![format!("10.77.0.{n}").parse().unwrap()],
+            roles: roles.iter().copied().collect(),
+            version: "0.1.0".into(),
+            fingerprint: CertFingerprint::of_certificate_der(&[n]),
+            state: MemberState::Active,
+        }
+    }
+
+    fn record() -> AuthorityRecord {
+        let config = ClusterConfig::new(
+            Uuid::from_u128(1),
+            member(1, &[Role::Frontend, Role::Backend]),
+        )
+        .unwrap();
+        AuthorityRecord {
+            state: ClusterState {
+                config,
+                revocations: RevocationList::new(),
+            },
+            issued: BTreeMap::from([(
+                NodeId(Uuid::from_u128(2)),
+                BTreeSet::from(["ab".repeat(32)]),
+            )]),
+        }
+    }
+
+    fn authority(persist: Arc<dyn Persist>) -> LocalAuthority {
+        let ca = CaKey::create("test", SystemTime::now()).unwrap();
+        LocalAuthority::new(ca, record(), persist, crate::system_clock())
+    }
+
+    #[tokio::test]
+    async fn a_change_that_cannot_be_stored_is_not_made() {
+        let a = authority(Arc::new(Refusing));
+        let e = a
+            .propose(Change::Add(member(2, &[Role::Frontend])))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("the disk is full"), "{e}");
+        assert_eq!(a.record().await, record());
+    }
+
+    #[tokio::test]
+    async fn removal_revokes_every_certificate_issued_to_the_node() {
+        let persist = Arc::new(MemoryPersist::default());
+        let a = authority(persist.clone());
+        a.propose(Change::Add(member(2, &[Role::Frontend])))
+            .await
+            .unwrap();
+        let state = a
+            .propose(Change::Remove {
+                node: NodeId(Uuid::from_u128(2)),
+            })
+            .await
+            .unwrap();
+        let revoked: BTreeSet<&str> = state.revocations.fingerprints().collect();
+        assert!(revoked.contains("ab".repeat(32).as_str()));
+        assert!(revoked.contains(
+            CertFingerprint::of_certificate_der(&[2])
+                .to_string()
+                .as_str()
+        ));
+        assert_eq!(persist.saves(), 2);
+        // What is stored reads back the same.
+        let stored = persist.last().unwrap();
+        let json = serde_json::to_string(&stored).unwrap();
+        assert_eq!(
+            serde_json::from_str::<AuthorityRecord>(&json).unwrap(),
+            stored
+        );
+        assert_eq!(stored, a.record().await);
+    }
+
+    #[tokio::test]
+    async fn refused_changes_are_not_stored() {
+        let persist = Arc::new(MemoryPersist::default());
+        let a = authority(persist.clone());
+        let e = a
+            .propose(Change::Add(member(2, &[Role::Backend])))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthorityError::Refused(_)), "{e}");
+        assert_eq!(persist.saves(), 0);
+    }
+}

@@ -10,8 +10,9 @@
 //!   [`NodeHooks`] through which the daemon stores what is accepted;
 //! - [`joiner`]: the appliance being joined (`Join` service: facts, the
 //!   joiner's half of the handshake, the bundle check);
-//! - [`admin`]: what a member does for an administrator (join an appliance
-//!   with progress events, change, remove) and for itself (catch up, renew);
+//! - [`join`]: the admin side of a join, with progress events;
+//! - [`admin`]: what else a member does for an administrator (change,
+//!   remove) and for itself (catch up, renew);
 //! - `cluster_service`: the `Cluster` service a member serves;
 //! - [`authority`]: the single authority for changes and certificates
 //!   ([`Authority`], [`LocalAuthority`] with a [`Persist`] seam,
@@ -27,6 +28,7 @@ pub mod beacon;
 pub mod client;
 mod cluster_service;
 mod error;
+pub mod join;
 pub mod joiner;
 pub mod node;
 mod state;
@@ -34,13 +36,14 @@ mod transport;
 
 use std::time::Duration;
 
-pub use admin::{ChangeReport, JoinProgress, PushOutcome, RemoveReport};
+pub use admin::{ChangeReport, PushOutcome, RemoveReport};
 pub use authority::{
     Authority, AuthorityError, AuthorityRecord, LocalAuthority, MemoryPersist, Persist,
     RemoteAuthority,
 };
 pub use client::{ClusterDialer, JoinConnection, PeerResolver, SamePort};
 pub use error::{HookError, PeerError};
+pub use join::JoinProgress;
 pub use joiner::{JoinSlot, SharedSlot};
 pub use node::{
     authority_member, system_clock, Clock, FormedCluster, JoinedBundle, LocalFacts, MemberSetup,

@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use appliance_cluster::{
     diff, CertFingerprint, ChangeError, ClusterConfig, DiffError, Member, MemberState, NodeId, Role,
@@ -446,6 +446,11 @@ impl PeerNode {
         });
         let incoming = accept_tls(listener, pick, self.inner.timeouts, cancel.clone());
         tonic::transport::Server::builder()
+            // Dead peers' connections are reaped; one connection cannot
+            // run unbounded calls at once.
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .concurrency_limit_per_connection(32)
             .add_service(JoinServer::new(JoinService::new(self.clone())))
             .add_service(ClusterServer::new(ClusterService::new(self.clone())))
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())

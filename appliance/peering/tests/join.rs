@@ -801,3 +801,42 @@ async fn beacons_are_heard_and_garbage_is_not() {
     assert_eq!(entry.beacon, beacon);
     assert_eq!(entry.source, target.ip());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_that_cannot_store_its_membership_is_taken_out_again() {
+    let lab = Lab::new(17);
+    let (a, b) = cluster(&lab).await;
+    let x = lab.candidate(lab.spec(13), 1, fast_policy()).await;
+    x.hooks
+        .refuse_join
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let code = x.code();
+    let events = join(&a, x.addr, code.clone(), &[F]).await;
+    let reason = failure(&events);
+    assert!(reason.contains("no space left"), "{reason}");
+    assert!(
+        reason.contains("taken out of the cluster again (generation 4)"),
+        "{reason}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, JoinProgress::Added { generation: 3, .. })));
+    // Every member has the generation without X; the certificate signed
+    // for X is revoked.
+    let issued = a.record().await.issued[&x.id()].clone();
+    for n in [&a, &b] {
+        let s = n.state();
+        assert_eq!(s.generation(), 4);
+        assert!(s.config.member(&x.id()).is_none());
+        for fp in &issued {
+            assert!(s.revocations.fingerprints().any(|r| r == fp));
+        }
+    }
+    // Generation 3 was pushed to nobody: pushes wait for the appliance's
+    // acknowledgement, so B goes straight to the one without X.
+    assert_eq!(b.generations(), [2, 4]);
+    // X is still waiting, with a new code (the old one was spent).
+    still_unjoined(&x);
+    assert!(!x.code().ct_eq(&code));
+    assert!(x.hooks.joined.lock().unwrap().is_none());
+}

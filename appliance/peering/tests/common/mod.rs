@@ -67,11 +67,16 @@ pub struct Recorder {
     pub joined: Mutex<Option<JoinedBundle>>,
     pub left: Mutex<Option<u64>>,
     pub renewed: Mutex<Vec<String>>,
+    /// Makes `joined` fail, as a daemon that cannot write its disk would.
+    pub refuse_join: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
 impl NodeHooks for Recorder {
     async fn joined(&self, bundle: &JoinedBundle) -> Result<(), HookError> {
+        if self.refuse_join.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(HookError("cannot write /data: no space left".into()));
+        }
         self.generations
             .lock()
             .unwrap()
