@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nix::mount::MsFlags;
 
-use super::console::announce;
 use super::{blockdev, cmdline, console, modules, mounts, uptime};
 
 /// Where the root filesystem is mounted before the switch.
@@ -53,7 +52,7 @@ fn boot() -> anyhow::Result<Infallible> {
     };
 
     let dir = modules::module_dir(Path::new("/lib/modules")).context("uname")?;
-    load_modules(Path::new(MODULE_LIST), &dir);
+    super::load_module_list(Path::new(MODULE_LIST), &dir);
 
     let root = wait_for_partition(&label, ROOT_WAIT)?;
     let dev = root.dev_path();
@@ -76,37 +75,6 @@ fn boot() -> anyhow::Result<Infallible> {
         uptime()
     );
     switch_root(sysroot)
-}
-
-/// Loads the modules of `list`, reporting problems on the console; a missing
-/// module is not fatal here: if it mattered, the root will not appear, and
-/// that error names what is missing.
-pub fn load_modules(list: &Path, dir: &Path) {
-    let (steps, errors) = match modules::plan_from_files(list, dir) {
-        Ok(planned) => planned,
-        Err(e) => {
-            announce(&format!("applianced: ERROR: modules: {e}"));
-            return;
-        }
-    };
-    for e in &errors {
-        announce(&format!("applianced: ERROR: {e}"));
-    }
-    let report = modules::load(&steps, dir);
-    for p in report.problems() {
-        announce(&format!("applianced: ERROR: {p}"));
-    }
-    let absent = report.no_device();
-    eprintln!(
-        "applianced: {} module(s) loaded in {} ms{}",
-        report.loaded(),
-        report.elapsed.as_millis(),
-        if absent.is_empty() {
-            String::new()
-        } else {
-            format!("; without their hardware: {}", absent.join(" "))
-        }
-    );
 }
 
 /// Polls sysfs until the partition named `label` and its device file exist.
