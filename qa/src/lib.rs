@@ -1,6 +1,7 @@
 //! The QA harness: network namespaces ([`netns`]), a bridged LAN between them
-//! ([`lan`]), hosted applianced nodes ([`node`]) and the workspace's binaries
-//! ([`bins`]). Used by the multi-node tests in `tests/`, the bench and
+//! ([`lan`]), hosted applianced nodes ([`node`]), the workspace's binaries
+//! ([`bins`]), and QEMU VMs ([`vm`]) on a bridged namespace ([`vmnet`]).
+//! Used by the multi-node and image tests in `tests/`, the bench and
 //! `make cluster`. Everything it creates is removed when dropped, and every
 //! wait is bounded.
 
@@ -8,6 +9,8 @@ pub mod bins;
 pub mod lan;
 pub mod netns;
 pub mod node;
+pub mod vm;
+pub mod vmnet;
 pub mod wait;
 
 /// True when running as root; the kernel tests need it.

@@ -5,6 +5,7 @@
 
 mod applianced;
 mod firewall;
+mod image;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -63,6 +64,7 @@ pub fn run(out: &Path, runs: usize) -> anyhow::Result<()> {
     let areas: Vec<(&str, Vec<Metric>)> = vec![
         ("firewall", firewall::measure(runs)),
         ("applianced", applianced::measure()),
+        ("image", image::measure()),
     ];
     let mut table = String::from(
         "# Benchmark figures\n\nWritten by `qa bench` (`make bench`); format and names in BENCH.md.\n\n\

@@ -1,0 +1,441 @@
+//! The built image (`make image`, in `out/`) boots under QEMU (software
+//! emulation) on the hypervisor devices it is meant for: SeaBIOS and UEFI,
+//! virtio, VMware (vmxnet3, pvscsi) and e1000 NICs. On each it reaches
+//! applianced's ready line, serves the demo portal on its public port with
+//! the other ports closed, and (where checked) powers off cleanly on the ACPI
+//! power button, leaving its data filesystem clean for the next boot. The
+//! hypervisor formats are checked with qemu-img, and the OVA's descriptor and
+//! manifest against its files.
+//!
+//! At most two VMs run at once (qa::vm caps it); each test runs one at a time.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{http_get, skip_unless_root};
+use qa::vm::{Built, Disk, DiskBus, Ext4Super, Firmware, Nic, Vm, VmSpec};
+use qa::vmnet::{VmNet, GATEWAY_V4};
+
+/// QEMU start to the ready line: TCG is slow and CI machines have 2 cores
+/// shared by two VMs.
+const READY_LIMIT: Duration = Duration::from_secs(240);
+/// Power button to QEMU's exit: services stop (5 s each at most), sync,
+/// unmount, power off.
+const POWEROFF_LIMIT: Duration = Duration::from_secs(90);
+/// A connection to a closed port must not succeed within this.
+const CLOSED_LIMIT: Duration = Duration::from_secs(2);
+/// The ready line (appliance/applianced/src/ready.rs).
+const READY: &str = "applianced: ready";
+/// Printed by the second and later boots when the data filesystem's
+/// superblock says it was cleanly unmounted (boot/datapart.rs).
+const DATA_CLEAN: &str = "applianced: data filesystem: clean";
+/// The console lines of an orderly power off, in order: applianced's
+/// (daemon.rs, boot/power.rs), then the kernel's.
+const SHUTDOWN_LINES: [&str; 5] = [
+    "applianced: powering off",
+    "applianced: stopping services",
+    "applianced: services stopped; stopping the API",
+    "applianced: /data: unmounted",
+    "reboot: Power down",
+];
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+/// A fresh copy of the raw image configured by kernel parameters for `ip`.
+fn disk(built: &Built, ip: &str, hostname: &str) -> anyhow::Result<Disk> {
+    Disk::appliance(
+        built,
+        &[
+            &format!("appliance.ip={ip}"),
+            &format!("appliance.gw={GATEWAY_V4}"),
+            &format!("appliance.hostname={hostname}"),
+        ],
+    )
+}
+
+fn boot(
+    net: &VmNet,
+    disk: &Disk,
+    name: &str,
+    firmware: Firmware,
+    nic: Nic,
+    bus: DiskBus,
+) -> anyhow::Result<Vm> {
+    let mut spec = VmSpec::new(name);
+    spec.firmware = firmware;
+    spec.nic = Some(nic);
+    spec.disk = Some((disk.path().to_owned(), bus));
+    let mut vm = Vm::start(Some(net), &spec)?;
+    let t = vm.wait_for(READY, READY_LIMIT)?;
+    eprintln!("{name}: ready {:.1} s after QEMU started", t.as_secs_f64());
+    Ok(vm)
+}
+
+/// The portal answers `GET /healthz` at `ip` (bounded retries: the first
+/// packets wait for neighbour discovery), and ports that are not public
+/// refuse or drop connections.
+fn check_ports(vm: &Vm, net: &VmNet, ip: &str) -> anyhow::Result<()> {
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    };
+    let portal = addr(&format!("{host}:8080"));
+    let page = vm.checked(qa::wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        &format!("the portal at {portal}"),
+        || http_get(net.ns(), portal, "/healthz").ok(),
+    ))?;
+    vm.checked(ensure(
+        page.starts_with("HTTP/1.1 200"),
+        format!("GET /healthz at {portal}: {page}"),
+    ))?;
+    // 7100: the audit service's internal port (the namespace is no peer);
+    // 22: nothing listens, and the firewall must drop it anyway.
+    for port in [7100, 22] {
+        let to = addr(&format!("{host}:{port}"));
+        let r = net.connect(to, CLOSED_LIMIT)?;
+        vm.checked(ensure(
+            r.is_err(),
+            format!("a connection to {to} succeeded: the port should be closed"),
+        ))?;
+    }
+    Ok(())
+}
+
+fn ensure(cond: bool, msg: String) -> anyhow::Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(msg))
+    }
+}
+
+/// Presses the power button and checks QEMU exits on the guest's own power
+/// off within the bound; returns the time it took.
+fn power_off(vm: &mut Vm) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    vm.power_button()?;
+    let status = vm.wait_exit(POWEROFF_LIMIT)?;
+    let took = t0.elapsed();
+    vm.checked(ensure(
+        status.success(),
+        format!("QEMU exited with {status}"),
+    ))?;
+    let event = vm.shutdown_event();
+    vm.checked(ensure(
+        event
+            .as_ref()
+            .is_some_and(|e| e["reason"] == "guest-shutdown"),
+        format!("QEMU's SHUTDOWN event is {event:?}, not a guest power off"),
+    ))?;
+    let log = vm.serial_log();
+    let mut from = 0;
+    for line in SHUTDOWN_LINES {
+        let at = log[from..].find(line).map(|i| from + i);
+        vm.checked(ensure(
+            at.is_some(),
+            format!("the console does not show {line:?} (in this order) during the power off"),
+        ))?;
+        from = at.unwrap_or(from);
+    }
+    eprintln!("{}: powered off in {:.1} s", vm.name(), took.as_secs_f64());
+    Ok(took)
+}
+
+/// The data partition (found in the GPT, cross-checked against image.json)
+/// holds an ext4 filesystem labelled `data`, cleanly unmounted.
+fn check_data_clean(built: &Built, disk: &Disk) -> anyhow::Result<()> {
+    let part = qa::vm::gpt_partition(disk.path(), "data")?;
+    anyhow::ensure!(
+        part == built.partition("data")?,
+        "the GPT's data partition {part:?} is not where image.json says"
+    );
+    let sb = Ext4Super::read(disk.path(), part.offset)?;
+    anyhow::ensure!(
+        sb.label == "data",
+        "data filesystem labelled {:?}",
+        sb.label
+    );
+    anyhow::ensure!(
+        sb.clean(),
+        "data filesystem not clean after power off: {sb:?}"
+    );
+    Ok(())
+}
+
+/// The machine's identity as applianced's banner shows it (daemon.rs):
+/// `applianced <version>: <hostname>, machine id <32 hex>` and
+/// `applianced: node key SHA256:<hex>`.
+fn identity(vm: &mut Vm) -> anyhow::Result<(String, String)> {
+    let limit = Duration::from_secs(5);
+    let (line, _) = vm.wait_line("the machine id", limit, |l| l.contains(", machine id "))?;
+    let id = line
+        .rsplit(", machine id ")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    vm.checked(ensure(
+        id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        format!("no machine id in {line:?}"),
+    ))?;
+    let (line, _) = vm.wait_line("the node key", limit, |l| {
+        l.contains("applianced: node key SHA256:")
+    })?;
+    let key = line
+        .rsplit("node key ")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    Ok((id, key))
+}
+
+#[test]
+fn bios_virtio_serves_powers_off_cleanly_and_boots_again() -> anyhow::Result<()> {
+    if skip_unless_root() {
+        return Ok(());
+    }
+    let built = Built::load()?;
+    let net = VmNet::new()?;
+    let disk = disk(&built, "10.79.0.21/24,fd79::21/64", "vm-bios")?;
+
+    let mut vm = boot(
+        &net,
+        &disk,
+        "bios-1",
+        Firmware::Bios,
+        Nic::Virtio,
+        DiskBus::Virtio,
+    )?;
+    let id = identity(&mut vm)?;
+    check_ports(&vm, &net, "10.79.0.21")?;
+    check_ports(&vm, &net, "fd79::21")?;
+    power_off(&mut vm)?;
+    drop(vm);
+    check_data_clean(&built, &disk)?;
+
+    let mut vm = boot(
+        &net,
+        &disk,
+        "bios-2",
+        Firmware::Bios,
+        Nic::Virtio,
+        DiskBus::Virtio,
+    )?;
+    vm.wait_for(DATA_CLEAN, Duration::from_secs(1))?;
+    let id2 = identity(&mut vm)?;
+    vm.checked(ensure(
+        id == id2,
+        format!("the identity changed across a reboot: {id:?} then {id2:?}"),
+    ))?;
+    check_ports(&vm, &net, "10.79.0.21")?;
+    power_off(&mut vm)?;
+    drop(vm);
+    check_data_clean(&built, &disk)
+}
+
+#[test]
+fn uefi_virtio_serves_and_powers_off_cleanly() -> anyhow::Result<()> {
+    if skip_unless_root() {
+        return Ok(());
+    }
+    let built = Built::load()?;
+    let net = VmNet::new()?;
+    let disk = disk(&built, "10.79.0.22/24", "vm-uefi")?;
+    let mut vm = boot(
+        &net,
+        &disk,
+        "uefi",
+        Firmware::Uefi,
+        Nic::Virtio,
+        DiskBus::Virtio,
+    )?;
+    check_ports(&vm, &net, "10.79.0.22")?;
+    power_off(&mut vm)?;
+    drop(vm);
+    check_data_clean(&built, &disk)
+}
+
+/// VMware's devices, then VirtualBox's default NIC, each on its own copy of
+/// the image: each copy makes its own identity on first boot.
+#[test]
+fn vmware_and_e1000_devices_serve_with_distinct_identities() -> anyhow::Result<()> {
+    if skip_unless_root() {
+        return Ok(());
+    }
+    let built = Built::load()?;
+    let net = VmNet::new()?;
+
+    let disk_a = disk(&built, "10.79.0.23/24", "vm-vmware")?;
+    let mut vm = boot(
+        &net,
+        &disk_a,
+        "vmware",
+        Firmware::Bios,
+        Nic::Vmxnet3,
+        DiskBus::Pvscsi,
+    )?;
+    let id_a = identity(&mut vm)?;
+    check_ports(&vm, &net, "10.79.0.23")?;
+    power_off(&mut vm)?;
+    drop(vm);
+
+    let disk_b = disk(&built, "10.79.0.24/24", "vm-e1000")?;
+    let mut vm = boot(
+        &net,
+        &disk_b,
+        "e1000",
+        Firmware::Bios,
+        Nic::E1000,
+        DiskBus::Virtio,
+    )?;
+    let id_b = identity(&mut vm)?;
+    check_ports(&vm, &net, "10.79.0.24")?;
+    vm.checked(ensure(
+        id_a.0 != id_b.0 && id_a.1 != id_b.1,
+        format!("two copies of the image share an identity: {id_a:?} and {id_b:?}"),
+    ))?;
+    vm.quit();
+    Ok(())
+}
+
+fn qemu_img_info(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let out = qa::netns::run(
+        Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(path),
+    )?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// SHA-256 by coreutils: hashing the 2 GiB raw image with an unoptimised
+/// (test profile) Rust hasher takes a minute.
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let out = qa::netns::run(Command::new("sha256sum").arg(path))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[test]
+fn hypervisor_formats_are_valid() -> anyhow::Result<()> {
+    let built = Built::load()?;
+    let raw_size = std::fs::metadata(built.raw())?.len();
+
+    // qcow2: consistent (qemu-img check fails on leaks and corruption), and
+    // the same virtual disk.
+    qa::netns::run(Command::new("qemu-img").arg("check").arg(built.qcow2()))?;
+    let info = qemu_img_info(&built.qcow2())?;
+    assert_eq!(info["format"], "qcow2", "{info}");
+    assert_eq!(info["virtual-size"], raw_size, "{info}");
+
+    let info = qemu_img_info(&built.vhdx())?;
+    assert_eq!(info["format"], "vhdx", "{info}");
+    assert_eq!(info["virtual-size"], raw_size, "{info}");
+
+    // SHA256SUMS: `<hex>  <name>` for each artefact.
+    let sums = std::fs::read_to_string(built.sha256sums())?;
+    let mut listed = 0;
+    for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+        let (hex, name) = line
+            .split_once("  ")
+            .ok_or_else(|| anyhow::anyhow!("SHA256SUMS line {line:?}"))?;
+        let name = name.trim_start_matches('*');
+        assert_eq!(
+            sha256_file(&built.out().join(name))?,
+            hex,
+            "SHA256SUMS is wrong for {name}"
+        );
+        listed += 1;
+    }
+    // Every artefact is listed, with the checksum image.json gives.
+    for a in built.info.artefacts.all() {
+        let line = format!("{}  {}", a.sha256, a.file);
+        assert!(
+            sums.lines().any(|l| l == line),
+            "SHA256SUMS lacks {line:?} (from image.json)"
+        );
+    }
+    assert_eq!(listed, 4, "{sums}");
+
+    // The OVA: a tar with the descriptor first, a manifest, and the disk.
+    let dir = tempfile::tempdir()?;
+    let mut names = Vec::new();
+    let mut ova = tar::Archive::new(std::fs::File::open(built.ova())?);
+    for entry in ova.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        assert!(
+            !name.contains('/'),
+            "OVA member {name:?} is not a plain name"
+        );
+        entry.unpack(dir.path().join(&name))?;
+        names.push(name);
+    }
+    assert!(
+        names.first().is_some_and(|n| n.ends_with(".ovf")),
+        "the OVF descriptor must come first: {names:?}"
+    );
+    let ovf_name = &names[0];
+    let ovf = std::fs::read_to_string(dir.path().join(ovf_name))?;
+    let doc = roxmltree::Document::parse(&ovf)?;
+    assert_eq!(doc.root_element().tag_name().name(), "Envelope");
+    let hrefs: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("File"))
+        .filter_map(|n| {
+            n.attributes()
+                .find(|a| a.name() == "href")
+                .map(|a| a.value())
+        })
+        .collect();
+    assert!(!hrefs.is_empty(), "the OVF references no file");
+    for href in &hrefs {
+        assert!(names.iter().any(|n| n == href), "{href} is not in the OVA");
+        let info = qemu_img_info(&dir.path().join(href))?;
+        assert_eq!(info["format"], "vmdk", "{info}");
+        assert_eq!(
+            info["format-specific"]["data"]["create-type"], "streamOptimized",
+            "{info}"
+        );
+        assert_eq!(info["virtual-size"], raw_size, "{info}");
+    }
+
+    // The manifest: `SHA256(<name>)= <hex>` for every other member.
+    let mf_name = names
+        .iter()
+        .find(|n| n.ends_with(".mf"))
+        .ok_or_else(|| anyhow::anyhow!("no manifest in the OVA: {names:?}"))?;
+    let mf = std::fs::read_to_string(dir.path().join(mf_name))?;
+    let mut checked = Vec::new();
+    for line in mf.lines().filter(|l| !l.trim().is_empty()) {
+        let rest = line
+            .strip_prefix("SHA256(")
+            .ok_or_else(|| anyhow::anyhow!("manifest line {line:?}"))?;
+        let (name, hex) = rest
+            .split_once(")= ")
+            .ok_or_else(|| anyhow::anyhow!("manifest line {line:?}"))?;
+        assert_eq!(
+            sha256_file(&dir.path().join(name))?,
+            hex.trim(),
+            "the manifest is wrong for {name}"
+        );
+        checked.push(name.to_owned());
+    }
+    for n in names.iter().filter(|n| *n != mf_name) {
+        assert!(checked.contains(n), "the manifest does not cover {n}");
+    }
+    Ok(())
+}
