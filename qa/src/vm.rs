@@ -98,6 +98,11 @@ pub struct VmSpec {
     pub nic: Option<Nic>,
     /// The disk image (used in place: give a VM its own [`Disk`]) and its bus.
     pub disk: Option<(PathBuf, DiskBus)>,
+    /// The NIC's MAC address; by default one of the tap's. Boot a disk
+    /// again with the same MAC, as a hypervisor keeps a VM's: otherwise the
+    /// client's neighbour cache still maps the VM's address to the old MAC
+    /// and the first seconds of traffic go nowhere.
+    pub mac: Option<String>,
     /// Direct kernel boot instead of the firmware's boot loader.
     pub kernel: Option<KernelBoot>,
     pub memory_mib: u32,
@@ -110,6 +115,7 @@ impl VmSpec {
             name: name.to_owned(),
             firmware: Firmware::Bios,
             nic: None,
+            mac: None,
             disk: None,
             kernel: None,
             memory_mib: 1024,
@@ -233,7 +239,11 @@ impl Vm {
                     tap.name
                 ))
                 .arg("-device")
-                .arg(format!("{},netdev=n0,mac={}", nic.device(), tap.mac));
+                .arg(format!(
+                    "{},netdev=n0,mac={}",
+                    nic.device(),
+                    spec.mac.as_ref().unwrap_or(&tap.mac)
+                ));
         }
         if let Some(k) = &spec.kernel {
             cmd.arg("-kernel")

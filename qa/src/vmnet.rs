@@ -25,6 +25,11 @@ pub struct Tap {
     pub mac: String,
 }
 
+/// A MAC address for the VM numbered `n`, apart from the taps' defaults.
+pub fn mac(n: u8) -> String {
+    format!("52:54:00:79:01:{n:02x}")
+}
+
 /// Prefix of the namespaces made here; the creating process's id follows.
 const PREFIX: &str = "qavm-";
 

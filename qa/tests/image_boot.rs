@@ -61,9 +61,12 @@ fn disk(built: &Built, ip: &str, hostname: &str) -> anyhow::Result<Disk> {
     )
 }
 
+/// Boots `disk` and waits for the ready line. `n` numbers the machine (the
+/// last octet of its address): its MAC, the same on every boot of the disk.
 fn boot(
     net: &VmNet,
     disk: &Disk,
+    n: u8,
     name: &str,
     firmware: Firmware,
     nic: Nic,
@@ -72,6 +75,7 @@ fn boot(
     let mut spec = VmSpec::new(name);
     spec.firmware = firmware;
     spec.nic = Some(nic);
+    spec.mac = Some(qa::vmnet::mac(n));
     spec.disk = Some((disk.path().to_owned(), bus));
     let mut vm = Vm::start(Some(net), &spec)?;
     let t = vm.wait_for(READY, READY_LIMIT)?;
@@ -90,7 +94,7 @@ fn check_ports(vm: &Vm, net: &VmNet, ip: &str) -> anyhow::Result<()> {
     };
     let portal = addr(&format!("{host}:8080"));
     let page = vm.checked(qa::wait::until(
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         Duration::from_millis(250),
         &format!("the portal at {portal}"),
         || http_get(net.ns(), portal, "/healthz").ok(),
@@ -213,6 +217,7 @@ fn bios_virtio_serves_powers_off_cleanly_and_boots_again() -> anyhow::Result<()>
     let mut vm = boot(
         &net,
         &disk,
+        21,
         "bios-1",
         Firmware::Bios,
         Nic::Virtio,
@@ -228,6 +233,7 @@ fn bios_virtio_serves_powers_off_cleanly_and_boots_again() -> anyhow::Result<()>
     let mut vm = boot(
         &net,
         &disk,
+        21,
         "bios-2",
         Firmware::Bios,
         Nic::Virtio,
@@ -256,6 +262,7 @@ fn uefi_virtio_serves_and_powers_off_cleanly() -> anyhow::Result<()> {
     let mut vm = boot(
         &net,
         &disk,
+        22,
         "uefi",
         Firmware::Uefi,
         Nic::Virtio,
@@ -282,6 +289,7 @@ fn vmware_and_e1000_devices_serve_with_distinct_identities_and_recover() -> anyh
     let mut vm = boot(
         &net,
         &disk_a,
+        23,
         "vmware",
         Firmware::Bios,
         Nic::Vmxnet3,
@@ -296,6 +304,7 @@ fn vmware_and_e1000_devices_serve_with_distinct_identities_and_recover() -> anyh
     let mut vm = boot(
         &net,
         &disk_b,
+        24,
         "e1000",
         Firmware::Bios,
         Nic::E1000,
@@ -321,6 +330,7 @@ fn vmware_and_e1000_devices_serve_with_distinct_identities_and_recover() -> anyh
     let mut vm = boot(
         &net,
         &disk_b,
+        24,
         "e1000-2",
         Firmware::Bios,
         Nic::E1000,
