@@ -1,23 +1,23 @@
 //! A tiny client for the audit line protocol, with timeouts on every step.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest response line accepted from the audit service.
 const MAX_LINE: u64 = 8192;
 
-/// One request/response exchange with the audit service at `addr`.
+/// One request/response exchange with the audit service, at the first of
+/// `addrs` that accepts a connection.
 pub struct Audit<'a> {
-    pub addr: &'a str,
+    pub addrs: &'a [SocketAddr],
 }
 
 impl Audit<'_> {
     fn connect(&self) -> io::Result<(TcpStream, BufReader<TcpStream>)> {
-        let addrs: Vec<SocketAddr> = self.addr.to_socket_addrs()?.collect();
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "audit address resolves to nothing");
-        for addr in addrs {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no audit address is known");
+        for &addr in self.addrs {
             match TcpStream::connect_timeout(&addr, TIMEOUT) {
                 Ok(s) => {
                     s.set_read_timeout(Some(TIMEOUT))?;

@@ -1,5 +1,7 @@
-//! Just enough HTTP/1.1: read one request (line, headers, Content-Length body), write one
-//! response with `Connection: close`.
+//! Just enough HTTP/1.1: read a request (line, headers, Content-Length body), write its
+//! response; a connection carries requests one after another (keep-alive: the HTTP/1.1
+//! default, or `Connection: keep-alive` from an HTTP/1.0 client) until either side says
+//! `Connection: close`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -12,6 +14,8 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub body: Vec<u8>,
+    /// Whether the client keeps the connection for another request.
+    pub keep_alive: bool,
 }
 
 /// A request we refuse to parse, with the status to answer.
@@ -25,11 +29,21 @@ fn line(reader: &mut BufReader<&TcpStream>) -> io::Result<Option<String>> {
     Ok(Some(buf.trim_end_matches(['\n', '\r']).to_string()))
 }
 
-pub fn read_request(stream: &TcpStream) -> io::Result<Result<Request, BadRequest>> {
-    let mut reader = BufReader::new(stream);
-    let Some(first) = line(&mut reader)? else {
-        return Ok(Err(BadRequest(400, "empty request")));
+/// The next request on a connection: `Ok(None)` when the client closed it
+/// between requests, as keep-alive clients do.
+pub fn read_request(
+    reader: &mut BufReader<&TcpStream>,
+) -> io::Result<Option<Result<Request, BadRequest>>> {
+    let Some(first) = line(reader)? else {
+        return Ok(None);
     };
+    Ok(Some(read_rest(reader, &first)?))
+}
+
+fn read_rest(
+    reader: &mut BufReader<&TcpStream>,
+    first: &str,
+) -> io::Result<Result<Request, BadRequest>> {
     let mut parts = first.split_whitespace();
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -38,9 +52,10 @@ pub fn read_request(stream: &TcpStream) -> io::Result<Result<Request, BadRequest
     if !version.starts_with("HTTP/1.") {
         return Ok(Err(BadRequest(505, "only HTTP/1.x is supported")));
     }
+    let mut keep_alive = version == "HTTP/1.1";
     let mut length = 0usize;
     for _ in 0..MAX_HEADERS {
-        match line(&mut reader)? {
+        match line(reader)? {
             None => return Ok(Err(BadRequest(400, "truncated headers"))),
             Some(h) if h.is_empty() => {
                 let mut body = vec![0; length];
@@ -50,10 +65,19 @@ pub fn read_request(stream: &TcpStream) -> io::Result<Result<Request, BadRequest
                     method: method.to_string(),
                     path,
                     body,
+                    keep_alive,
                 }));
             }
             Some(h) => {
                 if let Some((name, value)) = h.split_once(':') {
+                    if name.trim().eq_ignore_ascii_case("connection") {
+                        let v = value.trim();
+                        if v.eq_ignore_ascii_case("close") {
+                            keep_alive = false;
+                        } else if v.eq_ignore_ascii_case("keep-alive") {
+                            keep_alive = true;
+                        }
+                    }
                     if name.trim().eq_ignore_ascii_case("content-length") {
                         match value.trim().parse::<usize>() {
                             Ok(n) if n <= MAX_BODY => length = n,
@@ -82,21 +106,32 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-pub fn respond(
+/// Writes a response that closes the connection.
+pub fn respond(stream: &TcpStream, status: u16, content_type: &str, body: &str) -> io::Result<()> {
+    respond_keep(stream, status, content_type, body, false)
+}
+
+/// Writes a response; unless `keep_alive`, closes the connection's write side.
+pub fn respond_keep(
     mut stream: &TcpStream,
     status: u16,
     content_type: &str,
     body: &str,
+    keep_alive: bool,
 ) -> io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
+         Connection: {}\r\n\r\n",
         reason(status),
-        body.len()
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(body.as_bytes())?;
     stream.flush()?;
+    if keep_alive {
+        return Ok(());
+    }
     // A client that read its answer and left first (health checks do) has
     // already closed: nothing is lost, so that is not an error.
     match stream.shutdown(std::net::Shutdown::Write) {
