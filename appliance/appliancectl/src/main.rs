@@ -43,6 +43,9 @@ enum Command {
     /// List, add or remove cluster peers allowed on internal ports.
     #[command(subcommand)]
     Peers(cmd::peers::Command),
+    /// The cluster: status, form, add, remove, roles, discovered.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::Command),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -84,5 +87,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Firewall(c) => cmd::firewall::run(client, c, cli.output).await,
         Command::Logs(args) => cmd::logs::run(client, args, cli.output).await,
         Command::Peers(c) => cmd::peers::run(client, c, cli.output).await,
+        Command::Cluster(c) => cmd::cluster::run(client, c, cli.output).await,
     }
 }

@@ -8,6 +8,7 @@ use appliance_api::v1::*;
 use appliance_supervisor::{ServiceState, ServiceStatus};
 use tonic::{Request, Response, Status};
 
+use crate::cluster::Cluster;
 use crate::node::Node;
 use crate::ready::Readiness;
 use crate::reconcilers::unix_ms;
@@ -18,6 +19,8 @@ pub struct Api {
     pub node: Arc<Node>,
     /// Whether the node reached "ready".
     pub readiness: Readiness,
+    /// Its cluster side; `None` when the cluster is off.
+    pub cluster: Option<Cluster>,
 }
 
 /// The short state names shown to users.
@@ -53,6 +56,15 @@ fn service_info(s: &ServiceStatus, ports: Vec<String>) -> ServiceInfo {
 }
 
 impl Api {
+    fn cluster(&self) -> Result<&Cluster, Status> {
+        self.cluster.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "the cluster is off on this node (applianced runs with --peer-port 0, or its \
+                 node key could not be read: see its log)",
+            )
+        })
+    }
+
     fn services(&self) -> Vec<ServiceInfo> {
         self.node
             .supervisor
@@ -89,9 +101,16 @@ impl NodeApi for Api {
                     .iter()
                     .flat_map(|i| i.addresses.iter().map(move |a| format!("{a} ({})", i.name)))
                     .collect(),
-                d.config.roles.iter().map(|r| r.to_string()).collect(),
+                d.roles().iter().map(|r| r.to_string()).collect(),
             ),
             None => (String::new(), 0, Vec::new(), Vec::new()),
+        };
+        let cluster = match &self.cluster {
+            Some(c) => c.summary(),
+            None => crate::cluster::Summary {
+                state: "off".to_owned(),
+                ..Default::default()
+            },
         };
         Ok(Response::new(StatusReply {
             node_id: self.node.identity.node_id.to_string(),
@@ -104,6 +123,11 @@ impl NodeApi for Api {
             reconcilers,
             addresses,
             roles,
+            cluster_state: cluster.state,
+            join_code: cluster.join_code,
+            join_code_expires_unix_ms: cluster.join_code_expires_unix_ms,
+            cluster_id: cluster.cluster_id,
+            cluster_generation: cluster.generation,
         }))
     }
 
@@ -249,6 +273,54 @@ impl NodeApi for Api {
             .change_peer(&req.into_inner().address, false)
             .await?;
         Ok(Response::new(peers_reply(Some(&d))))
+    }
+
+    async fn cluster_status(
+        &self,
+        _: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
+        Ok(Response::new(self.cluster()?.status()))
+    }
+
+    async fn cluster_form(
+        &self,
+        req: Request<ClusterFormRequest>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
+        let reply = self.cluster()?.form(&req.into_inner().name).await?;
+        Ok(Response::new(reply))
+    }
+
+    type ClusterAddStream = crate::cluster::AddStream;
+
+    async fn cluster_add(
+        &self,
+        req: Request<ClusterAddRequest>,
+    ) -> Result<Response<Self::ClusterAddStream>, Status> {
+        Ok(Response::new(self.cluster()?.add(req.into_inner())?))
+    }
+
+    async fn cluster_remove(
+        &self,
+        req: Request<ClusterRemoveRequest>,
+    ) -> Result<Response<ClusterChangeReply>, Status> {
+        let reply = self.cluster()?.remove(&req.into_inner().node).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn cluster_set_roles(
+        &self,
+        req: Request<ClusterSetRolesRequest>,
+    ) -> Result<Response<ClusterChangeReply>, Status> {
+        let req = req.into_inner();
+        let reply = self.cluster()?.set_roles(&req.node, &req.roles).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn cluster_discovered(
+        &self,
+        _: Request<ClusterDiscoveredRequest>,
+    ) -> Result<Response<ClusterDiscoveredReply>, Status> {
+        Ok(Response::new(self.cluster()?.discovered().await))
     }
 }
 

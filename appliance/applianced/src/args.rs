@@ -50,6 +50,13 @@ pub struct Args {
     /// How often the reconcilers check the live system for drift (seconds).
     #[arg(long, env = "APPLIANCE_RECONCILE_INTERVAL", default_value_t = 30)]
     pub reconcile_interval: u64,
+    /// TCP port of the peer side (joining, then cluster mutual TLS), on
+    /// every address; 0 turns the cluster off.
+    #[arg(long, env = "APPLIANCE_PEER_PORT", default_value_t = appliance_peering::DEFAULT_PEER_PORT)]
+    pub peer_port: u16,
+    /// UDP port of the discovery beacons.
+    #[arg(long, env = "APPLIANCE_BEACON_PORT", default_value_t = appliance_peering::beacon::DEFAULT_BEACON_PORT)]
+    pub beacon_port: u16,
 }
 
 /// The paths of the appliance image, used as PID 1 (whose argv is whatever
@@ -78,6 +85,8 @@ impl Args {
             allow_host_netns: false,
             ready_timeout: 60,
             reconcile_interval: 30,
+            peer_port: appliance_peering::DEFAULT_PEER_PORT,
+            beacon_port: appliance_peering::beacon::DEFAULT_BEACON_PORT,
         }
     }
 

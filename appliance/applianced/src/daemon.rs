@@ -17,6 +17,8 @@ use crate::args::Args;
 use crate::boot::console::announce;
 use crate::boot::power::{self, StopReason};
 use crate::boot::stage2::{Booted, RUN_MACHINE_ID, SHUTDOWN_LIMIT};
+use crate::cluster::view::PeerPorts;
+use crate::cluster::{Cluster, ClusterSetup};
 use crate::identity::{self, MachineIdentity};
 use crate::mode::Mode;
 use crate::{api, logging, nft, node, ready, reconcilers};
@@ -130,6 +132,7 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
             &b.first_boot,
         );
     }
+    let cluster_store = store.clone();
     let node = Arc::new(node::Node::new(node::Parts {
         identity,
         mode,
@@ -140,6 +143,7 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
         netcfg,
         firewall,
     })?);
+    let cluster = cluster_side(&args, mode, &node, cluster_store);
 
     // Serve the API before converging, so a node whose config cannot be
     // applied can still be inspected and fixed.
@@ -151,6 +155,7 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
     let service = appliance_api::v1::node_server::NodeServer::new(api::Api {
         node: node.clone(),
         readiness: readiness.clone(),
+        cluster: cluster.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
@@ -174,6 +179,9 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
     });
 
     node.kill_leftovers();
+    if let Some(c) = &cluster {
+        c.prepare().await;
+    }
     if let Err(e) = node.boot().await {
         error!("could not converge on the desired state: {e}");
         if mode == Mode::Pid1 {
@@ -182,6 +190,9 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
     }
     if mode == Mode::Pid1 {
         banner(&node, &machine).await;
+    }
+    if let Some(c) = &cluster {
+        c.start().await;
     }
     let mut watcher = tokio::spawn(ready::watch(
         node.clone(),
@@ -206,6 +217,9 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
         let _ = (&mut watcher).await;
         let _ = stop_reconciling.send(true);
         let _ = reconciler.await;
+        if let Some(c) = &cluster {
+            c.shutdown().await;
+        }
         if pid1 {
             announce("applianced: stopping services");
         }
@@ -231,12 +245,49 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
     let _ = std::fs::remove_file(&socket);
     info!("applianced stopped");
     if pid1 {
-        // The store closes its files with the last reference to the node;
-        // then the log file, so /data can be unmounted.
+        // The store closes its files with the last reference to the node
+        // and the cluster side; then the log file, so /data can be unmounted.
+        drop(cluster);
         drop(node);
         logging::close_file();
     }
     Ok(Stopped { reason, deadline })
+}
+
+/// The cluster side, unless it is off (`--peer-port 0`) or the node key
+/// cannot be read (then the node runs alone, and says why).
+fn cluster_side(
+    args: &Args,
+    mode: Mode,
+    node: &Arc<node::Node>,
+    store: appliance_state::Store,
+) -> Option<Cluster> {
+    if args.peer_port == 0 {
+        info!("the cluster is off (--peer-port 0)");
+        return None;
+    }
+    let setup = ClusterSetup {
+        node: node.clone(),
+        store,
+        state_dir: args.state_dir.clone(),
+        ports: PeerPorts {
+            peer: args.peer_port,
+            beacon: args.beacon_port,
+        },
+        activation_limit: Duration::from_secs(args.ready_timeout),
+    };
+    match Cluster::new(setup) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            error!("the cluster is off: cannot read the node key: {e}");
+            if mode == Mode::Pid1 {
+                announce(&format!(
+                    "applianced: ERROR: the cluster is off: cannot read the node key: {e}"
+                ));
+            }
+            None
+        }
+    }
 }
 
 /// Waits for a reason to stop. Hosted: SIGTERM or SIGINT, to exit. PID 1:

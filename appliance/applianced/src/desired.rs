@@ -1,15 +1,18 @@
-//! The node's desired state: the validated config and the cluster peers, with a
-//! generation that grows by one on every accepted change. Everything the
+//! The node's desired state: the validated config, the peers added by hand
+//! and the cluster's part (membership-derived placement and peer sets), with
+//! a generation that grows by one on every accepted change. Everything the
 //! reconcilers do is derived from it here, by pure functions.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use appliance_config::{Role, ValidConfig};
+use appliance_config::ValidConfig;
 use appliance_firewall::{FirewallSpec, PortSpec, Proto};
 use appliance_supervisor::manifest::Manifest;
 use appliance_supervisor::manifest_types::{Exposure, Protocol};
 use serde::{Deserialize, Serialize};
+
+use crate::cluster::view::{role_of, ClusterPart, BACKENDS_ENV};
 
 /// State database key of the [`DesiredRecord`].
 pub const DESIRED_KEY: &str = "desired";
@@ -21,8 +24,12 @@ pub struct Desired {
     pub generation: u64,
     /// Node configuration.
     pub config: ValidConfig,
-    /// Addresses of the other cluster nodes.
+    /// Peer addresses added by hand (`appliancectl peers add`), besides the
+    /// cluster's members.
     pub peers: BTreeSet<IpAddr>,
+    /// What the cluster membership adds; not stored in the record (the
+    /// membership is stored by the cluster module and this is derived from it).
+    pub cluster: ClusterPart,
 }
 
 /// The desired state as stored: the config as its TOML text, so a stored
@@ -47,24 +54,40 @@ impl Desired {
         }
     }
 
-    /// The services this node runs: those whose role is one of the node's.
-    /// Dependencies on services placed elsewhere are dropped here: they are
-    /// reached over the network, not started in order on this node.
+    /// The services this node runs: as a cluster member those the cluster's
+    /// placement puts here, otherwise those whose role is one of the node's.
+    /// Dependencies on services placed elsewhere are dropped here: the
+    /// cluster satisfies them over the network (services find the back-end
+    /// in `APPLIANCE_BACKENDS`), they are not started in order on this node.
     pub fn placement(&self, manifests: &[Manifest]) -> Vec<Manifest> {
         let roles = &self.config.roles;
         let placed: Vec<Manifest> = manifests
             .iter()
-            .filter(|m| roles.contains(&role_of(m)))
+            .filter(|m| match &self.cluster.member {
+                Some(member) => member.services.contains(&m.name),
+                None => roles.contains(&role_of(m)),
+            })
             .cloned()
             .collect();
         let names: BTreeSet<String> = placed.iter().map(|m| m.name.clone()).collect();
+        let backends = self.cluster.backends_env();
         placed
             .into_iter()
             .map(|mut m| {
                 m.depends_on.retain(|d| names.contains(d));
+                m.environment
+                    .insert(BACKENDS_ENV.to_owned(), backends.clone());
                 m
             })
             .collect()
+    }
+
+    /// The roles the node runs with: the cluster's once a member, else its config's.
+    pub fn roles(&self) -> BTreeSet<appliance_config::Role> {
+        match &self.cluster.member {
+            Some(m) => m.roles.clone(),
+            None => self.config.roles.clone(),
+        }
     }
 
     /// The firewall this node needs with `placed` services.
@@ -74,6 +97,27 @@ impl Desired {
             peers: self.peers.clone(),
             ..FirewallSpec::default()
         };
+        if let Some(m) = &self.cluster.member {
+            spec.peers.extend(m.peers.iter().copied());
+        }
+        if let Some(ports) = self.cluster.ports {
+            // Beacons come from appliances that are not members yet.
+            spec.public.insert(PortSpec {
+                proto: Proto::Udp,
+                port: ports.beacon,
+            });
+            // The join service is for anyone on the LAN; once a member the
+            // same port serves cluster mutual TLS, to members only.
+            let peer = PortSpec {
+                proto: Proto::Tcp,
+                port: ports.peer,
+            };
+            if self.cluster.member.is_some() {
+                spec.internal.insert(peer);
+            } else {
+                spec.public.insert(peer);
+            }
+        }
         for m in placed {
             for p in &m.ports {
                 let port = PortSpec {
@@ -99,13 +143,6 @@ impl Desired {
             .iter()
             .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
             .collect()
-    }
-}
-
-fn role_of(m: &Manifest) -> Role {
-    match m.role {
-        appliance_supervisor::manifest_types::Role::Frontend => Role::Frontend,
-        appliance_supervisor::manifest_types::Role::Backend => Role::Backend,
     }
 }
 
@@ -183,5 +220,111 @@ mod tests {
             let err = parse_peer(bad, &own).unwrap_err().to_string();
             assert!(err.contains(phrase), "{bad}: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+    use crate::cluster::view::{MemberPart, PeerPorts};
+
+    fn manifests() -> Vec<Manifest> {
+        ["portal", "audit"]
+            .iter()
+            .map(|n| {
+                let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../services")
+                    .join(format!("{n}.toml"));
+                Manifest::load(&path).unwrap()
+            })
+            .collect()
+    }
+
+    fn desired(cluster: ClusterPart) -> Desired {
+        Desired {
+            generation: 1,
+            config: appliance_config::parse(
+                "version = 1\nhostname = \"b\"\n\n[[interface]]\nname = \"eth0\"\n\
+                 addresses = [\"10.0.0.2/24\"]\n",
+            )
+            .unwrap(),
+            peers: BTreeSet::from(["10.0.0.99".parse().unwrap()]),
+            cluster,
+        }
+    }
+
+    const PORTS: PeerPorts = PeerPorts {
+        peer: 7443,
+        beacon: 7946,
+    };
+
+    fn tcp(port: u16) -> PortSpec {
+        PortSpec {
+            proto: Proto::Tcp,
+            port,
+        }
+    }
+
+    #[test]
+    fn unjoined_the_peer_port_is_public_and_the_node_runs_its_own_roles() {
+        let d = desired(ClusterPart {
+            ports: Some(PORTS),
+            member: None,
+        });
+        let placed = d.placement(&manifests());
+        let names: Vec<&str> = placed.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["portal", "audit"]);
+        assert!(placed
+            .iter()
+            .all(|m| m.environment.get(BACKENDS_ENV).map(String::as_str) == Some("127.0.0.1")));
+        let fw = d.firewall_spec(&placed);
+        assert!(fw.public.contains(&tcp(7443)));
+        assert!(fw.public.contains(&PortSpec {
+            proto: Proto::Udp,
+            port: 7946
+        }));
+        assert!(!fw.internal.contains(&tcp(7443)));
+        assert_eq!(fw.peers.len(), 1);
+    }
+
+    #[test]
+    fn a_front_end_member_follows_the_cluster() {
+        let d = desired(ClusterPart {
+            ports: Some(PORTS),
+            member: Some(MemberPart {
+                roles: BTreeSet::from([appliance_config::Role::Frontend]),
+                services: BTreeSet::from(["portal".to_owned()]),
+                peers: BTreeSet::from(["10.0.0.1".parse().unwrap()]),
+                local_backend: false,
+                remote_backends: vec!["10.0.0.1".parse().unwrap()],
+            }),
+        });
+        let placed = d.placement(&manifests());
+        assert_eq!(placed.len(), 1);
+        // The audit dependency is the cluster's to satisfy, on another node.
+        assert!(placed[0].depends_on.is_empty());
+        assert_eq!(placed[0].environment[BACKENDS_ENV], "10.0.0.1");
+        let fw = d.firewall_spec(&placed);
+        assert!(fw.internal.contains(&tcp(7443)));
+        assert!(!fw.public.contains(&tcp(7443)));
+        assert!(!fw.internal.contains(&tcp(7100)));
+        // Members and the peer added by hand.
+        let peers: Vec<String> = fw.peers.iter().map(ToString::to_string).collect();
+        assert_eq!(peers, ["10.0.0.1", "10.0.0.99"]);
+        assert_eq!(
+            d.roles(),
+            BTreeSet::from([appliance_config::Role::Frontend])
+        );
+    }
+
+    #[test]
+    fn without_the_cluster_nothing_changes() {
+        let d = desired(ClusterPart::default());
+        let fw = d.firewall_spec(&d.placement(&manifests()));
+        assert!(!fw.public.contains(&tcp(7443)));
+        assert!(!fw.internal.contains(&tcp(7443)));
     }
 }

@@ -8,6 +8,7 @@
 mod api;
 mod args;
 mod boot;
+mod cluster;
 mod daemon;
 mod desired;
 mod error;

@@ -16,6 +16,7 @@ use appliance_supervisor::{Manifest, Supervisor};
 use tokio::sync::Mutex;
 use tracing::{debug, error, info, warn};
 
+use crate::cluster::view::ClusterPart;
 use crate::desired::{parse_peer, Desired, DesiredRecord, PeerError, DESIRED_KEY};
 use crate::error::NodeError;
 use crate::mode::Mode;
@@ -59,6 +60,9 @@ pub struct Parts {
 /// What changes together under the node's lock.
 struct Core {
     desired: Option<Desired>,
+    /// The cluster's part of the next desired state (the membership as the
+    /// cluster module last gave it); applied with the next transition.
+    cluster: ClusterPart,
     owned: Owned,
     netcfg: Netcfg,
     firewall: Firewall<ReaperNft>,
@@ -98,6 +102,7 @@ impl Node {
             manifests: parts.manifests,
             core: Mutex::new(Core {
                 desired: None,
+                cluster: ClusterPart::default(),
                 owned,
                 netcfg: parts.netcfg,
                 firewall: parts.firewall,
@@ -112,16 +117,23 @@ impl Node {
         let stored = self.load_stored()?;
         let from_file = self.load_file();
         let mut core = self.core.lock().await;
+        // The stored record has no cluster part: it comes from the membership.
+        let stored = stored.map(|s| Desired {
+            cluster: core.cluster.clone(),
+            ..s
+        });
         let target = match (&stored, from_file) {
             (Some(s), Ok(Some(cfg))) if cfg != s.config => Some(Desired {
                 generation: s.generation + 1,
                 config: cfg,
                 peers: s.peers.clone(),
+                cluster: core.cluster.clone(),
             }),
             (None, Ok(Some(cfg))) => Some(Desired {
                 generation: 1,
                 config: cfg,
                 peers: BTreeSet::new(),
+                cluster: core.cluster.clone(),
             }),
             (_, Err(e)) => {
                 error!(
@@ -163,6 +175,7 @@ impl Node {
             generation: rec.generation,
             config,
             peers: rec.peers,
+            cluster: ClusterPart::default(),
         }))
     }
 
@@ -188,8 +201,35 @@ impl Node {
         };
         let mut core = self.core.lock().await;
         // A change may have landed between the two locks: reconcile that one.
-        let current = core.desired.clone().unwrap_or(current);
+        let mut current = core.desired.clone().unwrap_or(current);
+        // A cluster change that could not be applied when it came is tried again.
+        if current.cluster != core.cluster {
+            current.cluster = core.cluster.clone();
+            current.generation += 1;
+        }
         self.transition(&mut core, current).await
+    }
+
+    /// Follows the cluster: `part` becomes the cluster's share of the
+    /// desired state, applied as one transition (the firewall's sets
+    /// updated incrementally, services that stay placed left running).
+    /// Before the node first converged it is only recorded, for the boot.
+    pub async fn set_cluster(&self, part: ClusterPart) -> Result<Vec<String>, NodeError> {
+        let mut core = self.core.lock().await;
+        // Kept even if the transition fails: the reconcile loop retries it.
+        core.cluster = part.clone();
+        let Some(current) = core.desired.clone() else {
+            return Ok(Vec::new());
+        };
+        if current.cluster == part {
+            return Ok(Vec::new());
+        }
+        let next = Desired {
+            generation: current.generation + 1,
+            cluster: part,
+            ..current
+        };
+        self.transition(&mut core, next).await
     }
 
     /// The applied desired state.
@@ -212,6 +252,7 @@ impl Node {
             generation: current.generation + 1,
             config,
             peers: current.peers.clone(),
+            cluster: current.cluster.clone(),
         };
         let changes = self.transition(&mut core, next.clone()).await?;
         Ok((next, changes))
@@ -426,6 +467,11 @@ impl Node {
             .map(appliance_firewall::render_text)
             .unwrap_or_default();
         Ok((status, text))
+    }
+
+    /// Every service manifest the node knows (placement picks among them).
+    pub fn manifests(&self) -> &[Manifest] {
+        &self.manifests
     }
 
     /// The ports a service declares, as `8080/tcp public`.

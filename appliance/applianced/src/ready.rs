@@ -26,19 +26,37 @@ impl Readiness {
     }
 }
 
-/// Our resident memory (`VmRSS` of `/proc/self/status`), for the ready log line.
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// Our resident memory in KiB: total, anonymous and file-backed (`VmRSS`,
+/// `RssAnon`, `RssFile` of `/proc/self/status`), for the log.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
 }
 
-fn services_ok(services: &[ServiceStatus]) -> bool {
+fn memory() -> Memory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+    }
+}
+
+/// How long after "ready" the idle memory is logged: start-up work (module
+/// loading, first health checks, mke2fs on a first boot) is over by then.
+const IDLE_MEMORY_AFTER: Duration = Duration::from_secs(10);
+
+pub(crate) fn services_ok(services: &[ServiceStatus]) -> bool {
     services
         .iter()
         .all(|s| matches!(s.state, ServiceState::Healthy | ServiceState::Running))
@@ -87,7 +105,24 @@ pub async fn watch(node: Arc<Node>, readiness: Readiness, warn_after: Duration) 
         readiness.0.store(ready, Ordering::Relaxed);
         if ready && !announced {
             announced = true;
-            info!(rss_kib = rss_kib(), "node ready: {text}");
+            let m = memory();
+            info!(
+                rss_kib = m.rss,
+                anon_kib = m.anon,
+                file_kib = m.file,
+                "node ready: {text}"
+            );
+            tokio::spawn(async {
+                tokio::time::sleep(IDLE_MEMORY_AFTER).await;
+                let m = memory();
+                info!(
+                    rss_kib = m.rss,
+                    anon_kib = m.anon,
+                    file_kib = m.file,
+                    "idle memory, {} s after ready",
+                    IDLE_MEMORY_AFTER.as_secs()
+                );
+            });
             // On the console for people and test harnesses alike.
             crate::boot::console::announce(READY_LINE);
         }

@@ -1,5 +1,6 @@
 //! One module per subcommand, each with its arguments and `run`.
 
+pub mod cluster;
 pub mod config;
 pub mod firewall;
 pub mod logs;

@@ -24,6 +24,22 @@ pub async fn run(mut client: Client, _args: Args, format: Format) -> anyhow::Res
         println!("generation: {}", s.generation);
         println!("roles:      {}", s.roles.join(", "));
         println!("addresses:  {}", s.addresses.join(", "));
+        match s.cluster_state.as_str() {
+            "member" => println!(
+                "cluster:    member of {} (generation {})",
+                s.cluster_id, s.cluster_generation
+            ),
+            "unjoined" if !s.join_code.is_empty() => {
+                let day = (s.join_code_expires_unix_ms / 1000) % 86_400;
+                println!(
+                    "cluster:    not joined; join code {} (expires {:02}:{:02} UTC)",
+                    s.join_code,
+                    day / 3600,
+                    (day % 3600) / 60
+                );
+            }
+            other => println!("cluster:    {other}"),
+        }
         println!("uptime:     {}s", s.uptime_ms / 1000);
         println!();
         let rows: Vec<Vec<String>> = s
