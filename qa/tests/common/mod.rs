@@ -152,3 +152,205 @@ pub async fn snapshot(node: &HostedNode) -> anyhow::Result<Snapshot> {
         hostname: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
     })
 }
+
+/// Runs `appliancectl ARGS` against `node`'s socket.
+pub fn run_ctl(node: &HostedNode, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(std::process::Command::new(qa::bins::path("appliancectl")?)
+        .env("APPLIANCE_SOCKET", node.socket())
+        .args(args)
+        .output()?)
+}
+
+/// Runs `appliancectl ARGS --output json` against `node`; fails with its
+/// stderr unless it succeeds.
+pub fn ctl_json(node: &HostedNode, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = run_ctl(node, &all)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "appliancectl {} failed on {}: {}",
+        args.join(" "),
+        node.name,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// `node`'s cluster status, over the API.
+pub async fn cluster_status(
+    node: &HostedNode,
+) -> anyhow::Result<appliance_api::v1::ClusterStatusReply> {
+    let mut client = node.client().await?;
+    Ok(client
+        .cluster_status(appliance_api::v1::ClusterStatusRequest {})
+        .await?
+        .into_inner())
+}
+
+/// Waits (bounded) until every node in `nodes` is a member at the same
+/// generation, with `members` members, all active; returns that generation.
+pub async fn wait_converged(
+    nodes: &[&HostedNode],
+    members: usize,
+    limit: Duration,
+) -> anyhow::Result<u64> {
+    let what = format!(
+        "{} to agree on {members} active members",
+        nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    qa::wait::until_async(limit, Duration::from_millis(50), &what, || async {
+        let mut generation = None;
+        for n in nodes {
+            let s = cluster_status(n).await.ok()?;
+            let ok = s.node_state == "member"
+                && s.members.len() == members
+                && s.members.iter().all(|m| m.state == "active");
+            if !ok || generation.is_some_and(|g| g != s.generation) {
+                return None;
+            }
+            generation = Some(s.generation);
+        }
+        generation
+    })
+    .await
+}
+
+/// What a [`Steady`] exchange saw.
+#[derive(Debug, Clone, Default)]
+pub struct SteadyReport {
+    /// Requests sent.
+    pub sent: u64,
+    /// Replies received.
+    pub answered: u64,
+    /// Replies that took longer than the stall limit.
+    pub stalled: u64,
+    /// The slowest reply.
+    pub slowest: Duration,
+    /// Why the connection ended early, if it did.
+    pub error: Option<String>,
+}
+
+/// A steady request/reply exchange on one established TCP connection: one
+/// HTTP keep-alive `GET /healthz` every `interval` to the portal, until
+/// stopped. Replies slower than `stall` count as stalled.
+pub struct Steady {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    report: std::sync::Arc<std::sync::Mutex<SteadyReport>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Steady {
+    /// Opens the connection from inside `ns` and starts the exchange.
+    pub fn start(
+        ns: &Netns,
+        addr: SocketAddr,
+        interval: Duration,
+        stall: Duration,
+    ) -> anyhow::Result<Steady> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let conn = connect_from(ns, addr, Duration::from_secs(3))??;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        conn.set_nodelay(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = Arc::new(Mutex::new(SteadyReport::default()));
+        let (stop2, report2) = (stop.clone(), report.clone());
+        let handle = std::thread::spawn(move || {
+            let mut writer = conn;
+            let Ok(read_half) = writer.try_clone() else {
+                return;
+            };
+            let mut reader = BufReader::new(read_half);
+            // Bounded: at most an hour of exchanges at 1 ms.
+            for _ in 0..3_600_000u64 {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let started = std::time::Instant::now();
+                let result = exchange(&mut writer, &mut reader);
+                let took = started.elapsed();
+                let mut r = report2.lock().unwrap_or_else(|e| e.into_inner());
+                r.sent += 1;
+                match result {
+                    Ok(()) => {
+                        r.answered += 1;
+                        r.slowest = r.slowest.max(took);
+                        if took > stall {
+                            r.stalled += 1;
+                        }
+                    }
+                    Err(e) => {
+                        r.error = Some(format!("after {} replies: {e}", r.answered));
+                        return;
+                    }
+                }
+                drop(r);
+                std::thread::sleep(interval);
+            }
+        });
+        Ok(Steady {
+            stop,
+            report,
+            handle: Some(handle),
+        })
+    }
+
+    /// What it saw so far.
+    pub fn report(&self) -> SteadyReport {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Stops the exchange and returns what it saw.
+    pub fn finish(mut self) -> SteadyReport {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.report()
+    }
+}
+
+impl Drop for Steady {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One keep-alive request and its whole reply.
+fn exchange(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>) -> anyhow::Result<()> {
+    writer.write_all(b"GET /healthz HTTP/1.1\r\nHost: steady\r\n\r\n")?;
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    anyhow::ensure!(
+        status.starts_with("HTTP/1.1 200"),
+        "the portal answered {status:?}"
+    );
+    let mut length = 0usize;
+    for _ in 0..64 {
+        let mut h = String::new();
+        anyhow::ensure!(reader.read_line(&mut h)? > 0, "the connection closed");
+        let h = h.trim_end();
+        if h.is_empty() {
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body)?;
+            return Ok(());
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse()?;
+            }
+            if name.eq_ignore_ascii_case("connection") && value.trim() == "close" {
+                anyhow::bail!("the portal closed the kept connection");
+            }
+        }
+    }
+    anyhow::bail!("more than 64 header lines")
+}
