@@ -2,7 +2,8 @@
 //!
 //! - [`reaper`]: the only place children are spawned and reaped (PID 1 reaps everything).
 //! - [`manifest`] / [`manifest_types`]: the versioned service manifest, validation, start order.
-//! - [`backoff`]: restart delays. [`health`]: tcp/http/exec probes.
+//! - [`backoff`]: restart delays. [`health`]: tcp/http/exec probes. `schedule`: when to probe
+//!   (quickly after a start until the first success, then on the manifest's interval).
 //! - [`Supervisor`]: reconciles placed manifests into one supervised task per service.
 
 pub mod backoff;
@@ -11,6 +12,7 @@ pub mod manifest;
 pub mod manifest_types;
 mod order;
 pub mod reaper;
+mod schedule;
 mod service;
 mod spawn;
 pub mod status;

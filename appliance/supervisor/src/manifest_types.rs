@@ -65,6 +65,9 @@ pub enum HealthCheck {
 #[serde(try_from = "RawHealth")]
 pub struct Health {
     pub check: HealthCheck,
+    /// Period of the probes that count toward `failures_before_restart`, from each start.
+    /// Until the first success the supervisor also probes sooner (from 20 ms after the spawn,
+    /// doubling), so a service that is up at once is healthy at once.
     pub interval_ms: u64,
     pub timeout_ms: u64,
     /// Grace after each start before failures count.

@@ -12,6 +12,7 @@ use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::manifest_types::{HealthCheck, RestartPolicy};
 use crate::reaper::Spawned;
+use crate::schedule::{Probe, ProbeSchedule};
 use crate::spawn::{launch, resolve_command};
 use crate::status::ServiceState;
 use crate::supervisor::Shared;
@@ -238,11 +239,17 @@ impl ServiceTask {
         let mut healthy_since = health.is_none().then_some(started);
         let mut ever_healthy = false;
         let mut misses = 0u32;
-        let period = health
+        let mut schedule = health
             .as_ref()
-            .map_or(Duration::from_secs(3600), |h| h.interval());
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            .map(|h| ProbeSchedule::new(tokio::time::Instant::from_std(started), h.interval()));
         loop {
+            let due = schedule.as_ref().map(ProbeSchedule::next);
+            let wake = async move {
+                match due {
+                    Some((at, _)) => sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 status = &mut exit => {
                     let up_for = healthy_since.map(|t| t.elapsed());
@@ -256,15 +263,32 @@ impl ServiceTask {
                         None => Outcome::Stop(None),
                     };
                 }
-                _ = ticker.tick(), if health.is_some() => {
-                    let Some(h) = &health else { continue };
-                    match self.probe(&h.check, h.timeout()).await {
+                () = wake => {
+                    let (Some(h), Some(schedule), Some((_, kind))) = (&health, &mut schedule, due) else {
+                        continue;
+                    };
+                    let limit = match kind {
+                        Probe::Regular => h.timeout(),
+                        Probe::Early => schedule.early_limit(h.timeout(), tokio::time::Instant::now()),
+                    };
+                    let result = self.probe(&h.check, limit).await;
+                    schedule.done(kind, tokio::time::Instant::now());
+                    match result {
                         Ok(()) => {
                             misses = 0;
                             ever_healthy = true;
+                            schedule.healthy();
+                            if healthy_since.is_none() {
+                                tracing::info!(service = %self.manifest.name, after = ?started.elapsed(), "healthy");
+                            }
                             healthy_since.get_or_insert_with(Instant::now);
                             self.shared.update(&self.manifest.name, |s| s.last_error = None);
                             self.set_state(ServiceState::Healthy);
+                        }
+                        // Only an opportunity to become healthy early: the regular probes
+                        // decide about failure, on the same schedule as without early ones.
+                        Err(e) if kind == Probe::Early => {
+                            tracing::debug!(service = %self.manifest.name, error = %e, "early health probe failed");
                         }
                         Err(e) => {
                             let msg = format!("health check: {e}");
