@@ -113,6 +113,7 @@ async fn nodes_join_with_codes_and_the_firewalls_follow() -> anyhow::Result<()> 
 
     // A wrong code is refused, and the cluster does not change.
     let out = run_ctl(&a, &["cluster", "add", "10.77.0.13", "00000-00000"])?;
+    let wrong_at = Instant::now();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a wrong code was accepted");
     assert!(stderr.contains("did not match"), "{stderr}");
@@ -144,6 +145,9 @@ async fn nodes_join_with_codes_and_the_firewalls_follow() -> anyhow::Result<()> 
     eprintln!("B joined and is active after {:?}", started.elapsed());
 
     // C, with the code from the API, through the API (progress events).
+    // C spaces attempts after a wrong one (1 s after the first).
+    let spacing = Duration::from_millis(1100).saturating_sub(wrong_at.elapsed());
+    tokio::time::sleep(spacing).await;
     let started = Instant::now();
     let code_c = cluster_status(&c).await?.join_code;
     let mut events = a
@@ -357,6 +361,15 @@ async fn members_restart_as_members_and_catch_up() -> anyhow::Result<()> {
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+    // Preflight failures, one per line: a member cannot be joined again.
+    let out = run_ctl(&a, &["cluster", "add", "10.77.0.22", "00000-00000"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("preflight failed, nothing was changed:\n  - ")
+            && stderr.contains("it cannot be joined"),
+        "{stderr}"
+    );
     assert_eq!(cluster_status(&a).await?.generation, before);
     assert_eq!(cluster_status(&b).await?.generation, before);
     Ok(())
