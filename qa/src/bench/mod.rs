@@ -4,6 +4,7 @@
 //! and the reason in its note instead of aborting the others.
 
 mod applianced;
+mod cluster;
 mod firewall;
 mod image;
 
@@ -65,6 +66,7 @@ pub fn run(out: &Path, runs: usize) -> anyhow::Result<()> {
         ("firewall", firewall::measure(runs)),
         ("applianced", applianced::measure()),
         ("image", image::measure()),
+        ("cluster", cluster::measure()),
     ];
     let mut table = String::from(
         "# Benchmark figures\n\nWritten by `qa bench` (`make bench`); format and names in BENCH.md.\n\n\
