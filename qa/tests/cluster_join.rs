@@ -103,6 +103,13 @@ async fn nodes_join_with_codes_and_the_firewalls_follow() -> anyhow::Result<()> 
         },
     )?;
 
+    // Services that stay placed are not restarted by membership changes.
+    let pids = |list: Vec<appliance_api::v1::ServiceInfo>| -> Vec<(String, u32)> {
+        list.into_iter().map(|s| (s.name, s.pid)).collect()
+    };
+    let a_services = pids(services(&a).await?);
+    assert_eq!(a_services.len(), 2, "{a_services:?}");
+
     // A kept connection to A's public port, answering through every change.
     let steady = Steady::start(
         &outsider,
@@ -264,6 +271,11 @@ async fn nodes_join_with_codes_and_the_firewalls_follow() -> anyhow::Result<()> 
     }
     assert!(reachable(&b.ns, addr("10.77.0.11:7100")));
 
+    assert_eq!(
+        pids(services(&a).await?),
+        a_services,
+        "A's services restarted"
+    );
     let report = steady.finish();
     eprintln!("kept connection: {report:?}");
     assert!(
