@@ -114,9 +114,12 @@ pub(crate) async fn show_join_code(ctx: Arc<Ctx>) {
         let code = current.as_ref().map(|(c, _)| c.clone());
         if code != shown {
             if let Some((c, expires)) = &current {
-                let line = join_code_line(c, *expires);
-                info!("{line}");
-                crate::boot::console::announce(&line);
+                // The code itself goes to the console only, not into the log.
+                info!(
+                    "a new join code is shown on the console (expires {})",
+                    clock_utc(*expires)
+                );
+                crate::boot::console::announce(&join_code_line(c, *expires));
             }
             shown = code;
         }
