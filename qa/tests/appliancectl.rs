@@ -63,7 +63,7 @@ async fn appliancectl_speaks_plainly_and_in_json() -> anyhow::Result<()> {
     }
     let (stdout, _) = text(&ctl(&node, &["firewall", "show"])?);
     assert!(
-        stdout.contains("default-drop") && stdout.contains("set public_tcp: 8080"),
+        stdout.contains("default-drop") && stdout.contains("set public_tcp: 7443, 8080"),
         "{stdout}"
     );
 

@@ -56,7 +56,7 @@ async fn drift_is_repaired_by_the_reconcilers() -> anyhow::Result<()> {
         .status()?;
     wait::until(limit, every, "port 8080 back in public_tcp", || {
         nft_list(&node)
-            .contains("elements = { 8080 }")
+            .contains("elements = { 7443, 8080 }")
             .then_some(())
     })?;
 

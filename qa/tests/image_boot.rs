@@ -479,3 +479,219 @@ fn hypervisor_formats_are_valid() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Sets the size of the disk image file, as a hypervisor's "enlarge disk"
+/// does (the new space reads as zeros; the file stays sparse).
+fn enlarge(disk: &Disk, bytes: u64) -> anyhow::Result<()> {
+    std::fs::File::options()
+        .write(true)
+        .open(disk.path())?
+        .set_len(bytes)?;
+    Ok(())
+}
+
+/// The sizes a console line of the form `<prefix><a> to <b> MiB` or
+/// `<prefix><a> MiB` gives, seen within a second (the line comes before
+/// ready).
+fn console_mib(vm: &mut Vm, prefix: &str) -> anyhow::Result<Vec<u64>> {
+    let (line, _) = vm.wait_line(prefix, Duration::from_secs(1), |l| {
+        l.contains(prefix) && l.trim_end().ends_with(" MiB")
+    })?;
+    let rest = line.split(prefix).nth(1).unwrap_or_default();
+    let numbers = rest
+        .trim_end_matches("MiB")
+        .split(" to ")
+        .map(|n| n.trim().parse::<u64>())
+        .collect::<Result<Vec<_>, _>>();
+    eprintln!("{}: {}", vm.name(), line.trim());
+    vm.checked(numbers.map_err(|e| anyhow::anyhow!("{line:?}: {e}")))
+}
+
+/// After a power off: `sgdisk -v` finds no problem in the GPT of `disk`
+/// (the backup table at the end of the enlarged disk), the data partition
+/// ends at the disk's last usable sector (the disk less its backup header
+/// and 128 entries), and the ext4 filesystem in it, copied out, passes
+/// `e2fsck -fn` and has the size the console showed. Returns the partition.
+fn check_grown_disk(
+    disk: &Disk,
+    disk_bytes: u64,
+    fs_mib: u64,
+) -> anyhow::Result<qa::vm::Partition> {
+    let out = qa::netns::run(Command::new("sgdisk").arg("-v").arg(disk.path()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        text.contains("No problems found"),
+        "sgdisk -v on the grown disk:\n{text}"
+    );
+    let part = qa::vm::gpt_partition(disk.path(), "data")?;
+    anyhow::ensure!(
+        part.offset + part.size == disk_bytes - 33 * 512,
+        "the data partition {part:?} does not end at the last usable sector of a \
+         {disk_bytes}-byte disk"
+    );
+
+    let dir = tempfile::tempdir()?;
+    let copy = dir.path().join("data.img");
+    qa::netns::run(
+        Command::new("dd")
+            .arg(format!("if={}", disk.path().display()))
+            .arg(format!("of={}", copy.display()))
+            .args(["bs=4M", "iflag=skip_bytes,count_bytes", "conv=sparse"])
+            .arg(format!("skip={}", part.offset))
+            .arg(format!("count={}", part.size))
+            .arg("status=none"),
+    )?;
+    anyhow::ensure!(
+        std::fs::metadata(&copy)?.len() == part.size,
+        "the copy of the data partition is not {} bytes",
+        part.size
+    );
+    qa::netns::run(Command::new("e2fsck").arg("-fn").arg(&copy))?;
+    let out = qa::netns::run(Command::new("dumpe2fs").arg("-h").arg(&copy))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("dumpe2fs -h shows no {name:?}:\n{text}"))
+    };
+    let fs_bytes = field("Block count:")? * field("Block size:")?;
+    anyhow::ensure!(
+        fs_bytes / (1 << 20) == fs_mib,
+        "the filesystem is {fs_bytes} bytes, the console said {fs_mib} MiB"
+    );
+    // mke2fs and resize2fs may leave out a last block group too small for
+    // its metadata (a few MiB); nothing more.
+    anyhow::ensure!(
+        fs_bytes <= part.size && part.size - fs_bytes < 16 << 20,
+        "a {fs_bytes}-byte filesystem on a {}-byte partition",
+        part.size
+    );
+    Ok(part)
+}
+
+/// A disk enlarged before the first boot: the data partition fills it and
+/// the new filesystem is made at that size. Enlarged again later: the
+/// partition and the existing filesystem grow, and keep their data (the
+/// machine's identity lives on /data). Booted once more at the same size:
+/// nothing grows and the tables are not written.
+#[test]
+fn an_enlarged_disk_grows_the_data_partition_and_its_filesystem() -> anyhow::Result<()> {
+    if skip_unless_root() {
+        return Ok(());
+    }
+    const MIB: u64 = 1 << 20;
+    let built = Built::load()?;
+    let net = VmNet::new()?;
+    let disk = disk(&built, "10.79.0.25/24", "vm-grow")?;
+    let original = built.partition("data")?;
+    // What the partition becomes on a disk of `bytes`: it keeps its start
+    // and ends before the backup table (header and 32 sectors of entries).
+    let grown_size = |bytes: u64| bytes - 33 * 512 - original.offset;
+
+    let size = 3 << 30;
+    enlarge(&disk, size)?;
+    let mut vm = boot(
+        &net,
+        &disk,
+        25,
+        "grow-1",
+        Firmware::Bios,
+        Nic::Virtio,
+        DiskBus::Virtio,
+    )?;
+    let grown = console_mib(&mut vm, "applianced: data partition: grown from ")?;
+    vm.checked(ensure(
+        grown == [original.size / MIB, grown_size(size) / MIB],
+        format!(
+            "grown {grown:?} MiB, expected from {} to {} MiB",
+            original.size / MIB,
+            grown_size(size) / MIB
+        ),
+    ))?;
+    let fs_mib = console_mib(&mut vm, "applianced: data filesystem: ")?;
+    let id = identity(&mut vm)?;
+    power_off(&mut vm)?;
+    drop(vm);
+    let part = check_grown_disk(&disk, size, fs_mib[0])?;
+    anyhow::ensure!(
+        part.offset == original.offset && part.size == grown_size(size),
+        "after the first boot the data partition is {part:?}"
+    );
+
+    let size = 4 << 30;
+    enlarge(&disk, size)?;
+    let mut vm = boot(
+        &net,
+        &disk,
+        25,
+        "grow-2",
+        Firmware::Bios,
+        Nic::Virtio,
+        DiskBus::Virtio,
+    )?;
+    vm.wait_for(DATA_CLEAN, Duration::from_secs(1))?;
+    let grown = console_mib(&mut vm, "applianced: data partition: grown from ")?;
+    vm.checked(ensure(
+        grown == [part.size / MIB, grown_size(size) / MIB],
+        format!(
+            "grown {grown:?} MiB, expected from {} to {} MiB",
+            part.size / MIB,
+            grown_size(size) / MIB
+        ),
+    ))?;
+    let fs_mib2 = console_mib(&mut vm, "applianced: data filesystem: ")?;
+    vm.checked(ensure(
+        fs_mib2[0] > fs_mib[0] + 1000,
+        format!(
+            "the existing filesystem did not grow: {} MiB, then {} MiB",
+            fs_mib[0], fs_mib2[0]
+        ),
+    ))?;
+    let id2 = identity(&mut vm)?;
+    vm.checked(ensure(
+        id == id2,
+        format!("the identity changed as the disk grew: {id:?} then {id2:?}"),
+    ))?;
+    power_off(&mut vm)?;
+    drop(vm);
+    let part = check_grown_disk(&disk, size, fs_mib2[0])?;
+    anyhow::ensure!(
+        part.size == grown_size(size),
+        "after the second boot the data partition is {part:?}"
+    );
+
+    // Not enlarged again: the tables (primary with the MBR, and backup) are
+    // not written, and the filesystem keeps its size.
+    let tables = || -> anyhow::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(disk.path())?;
+        let mut bytes = vec![0u8; 2 * 34 * 512];
+        f.read_exact_at(&mut bytes[..34 * 512], 0)?;
+        f.read_exact_at(&mut bytes[34 * 512..], size - 34 * 512)?;
+        Ok(bytes)
+    };
+    let before = tables()?;
+    let mut vm = boot(
+        &net,
+        &disk,
+        25,
+        "grow-3",
+        Firmware::Bios,
+        Nic::Virtio,
+        DiskBus::Virtio,
+    )?;
+    let fs_mib3 = console_mib(&mut vm, "applianced: data filesystem: ")?;
+    let log = vm.serial_log();
+    vm.checked(ensure(
+        fs_mib3 == fs_mib2 && !log.contains("data partition: grown"),
+        format!("a disk that is not larger changed: filesystem {fs_mib3:?} MiB"),
+    ))?;
+    power_off(&mut vm)?;
+    drop(vm);
+    anyhow::ensure!(
+        tables()? == before,
+        "the partition tables were written on a boot of a disk that is not larger"
+    );
+    Ok(())
+}

@@ -2,7 +2,13 @@
 //! the first boot, checked with `e2fsck -p` on the others, mounted on `/data`.
 //! Before anything touches it, its superblock tells whether it was cleanly
 //! unmounted last time; that line is what the image tests read.
+//!
+//! When the administrator has enlarged the virtual disk, the partition is
+//! grown to the disk's end first ([`super::gpt`], then the kernel is told
+//! with `BLKPG`), so a new filesystem is made at the new size and an
+//! existing one is grown with `resize2fs` once mounted.
 
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +18,7 @@ use nix::mount::MsFlags;
 
 use super::blockdev::{self, BlockDev};
 use super::console::announce;
+use super::gpt::{self, Gpt, MIB};
 use super::mounts;
 
 /// GPT name of the data partition.
@@ -24,6 +31,13 @@ pub const LABEL: &str = "data";
 pub const MKE2FS: &str = "/usr/sbin/mke2fs";
 /// The checking tool in the image.
 pub const E2FSCK: &str = "/usr/sbin/e2fsck";
+/// The growing tool in the image.
+pub const RESIZE2FS: &str = "/usr/sbin/resize2fs";
+/// A filesystem this much smaller than its partition is grown even on a boot
+/// that did not grow the table (a stop between the two last time). Below
+/// it is what mke2fs and resize2fs leave at the end on purpose: a last
+/// block group too small for its own metadata (a few MiB) is left out.
+pub const FS_SLACK: u64 = 16 * MIB;
 
 /// Byte offset of the ext2/3/4 superblock.
 const SB_OFFSET: u64 = 1024;
@@ -36,6 +50,8 @@ const STATE_VALID_FS: u16 = 0x0001;
 const STATE_ERROR_FS: u16 = 0x0002;
 /// `s_feature_incompat`: the journal needs replaying.
 const INCOMPAT_RECOVER: u32 = 0x0004;
+/// `s_feature_incompat`: block numbers have 64 bits (`s_blocks_count_hi`).
+const INCOMPAT_64BIT: u32 = 0x0080;
 
 /// What an ext4 superblock says about the last unmount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +103,55 @@ pub fn read_superblock(dev: &Path) -> io::Result<Option<Ext4State>> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The size in bytes of the ext2/3/4 filesystem whose superblock is `sb`
+/// (`s_blocks_count` × block size); `None` without the ext magic.
+pub fn parse_fs_bytes(sb: &[u8]) -> Option<u64> {
+    if sb.len() < 0x154 || le16(sb, 0x38) != EXT4_MAGIC {
+        return None;
+    }
+    // s_log_block_size: 1 KiB to 64 KiB blocks.
+    let log = le32(sb, 0x18);
+    if log > 6 {
+        return None;
+    }
+    let mut blocks = u64::from(le32(sb, 0x04));
+    if le32(sb, 0x60) & INCOMPAT_64BIT != 0 {
+        blocks |= u64::from(le32(sb, 0x150)) << 32;
+    }
+    Some(blocks * (1024 << log))
+}
+
+/// [`parse_fs_bytes`] of the filesystem on `dev`. Read through the device's
+/// page cache, which holds the mounted filesystem's superblock, so it is
+/// current after an online resize.
+pub fn read_fs_bytes(dev: &Path) -> io::Result<Option<u64>> {
+    let mut f = File::open(dev)?;
+    f.seek(SeekFrom::Start(SB_OFFSET))?;
+    let mut buf = vec![0u8; SB_LEN];
+    match f.read_exact(&mut buf) {
+        Ok(()) => Ok(parse_fs_bytes(&buf)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a filesystem of `fs` bytes on a partition of `partition` bytes
+/// is to be grown: by any whole MiB after the table grew this boot, and
+/// otherwise only when [`FS_SLACK`] or more is unused (see there).
+pub fn fs_needs_growing(partition: u64, fs: u64, table_grown: bool) -> bool {
+    let room = partition.saturating_sub(fs);
+    room >= if table_grown { MIB } else { FS_SLACK }
+}
+
+/// The console line for a grown partition.
+pub fn grown_line(old_bytes: u64, new_bytes: u64) -> String {
+    format!(
+        "data partition: grown from {} to {} MiB",
+        old_bytes / MIB,
+        new_bytes / MIB
+    )
 }
 
 /// The console line for the state found.
@@ -200,6 +265,23 @@ fn prepare_partition(class: &Path, target: &Path) -> Result<PathBuf, String> {
     let part = find(&devs, blockdev::split_devnum(root.dev()))?;
     let dev = part.dev_path();
     let shown = dev.display().to_string();
+    // The table first, so that mke2fs and resize2fs see the partition's new
+    // size. A table that cannot be grown leaves the partition as it is.
+    let table_grown = match grow_partition(class, part) {
+        Ok(Some(plan)) => {
+            announce(&format!(
+                "applianced: {}",
+                grown_line(plan.old_bytes(), plan.new_bytes())
+            ));
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            announce(&format!("applianced: ERROR: data partition not grown: {e}"));
+            false
+        }
+    };
+    let mut made = false;
     match read_superblock(&dev).map_err(|e| format!("cannot read {shown}: {e}"))? {
         None => {
             announce(&format!(
@@ -209,6 +291,7 @@ fn prepare_partition(class: &Path, target: &Path) -> Result<PathBuf, String> {
             if code != 0 {
                 return Err(format!("mke2fs on {shown} failed with exit code {code}"));
             }
+            made = true;
         }
         Some(state) => {
             announce(&format!("applianced: {}", state_line(&state)));
@@ -230,7 +313,172 @@ fn prepare_partition(class: &Path, target: &Path) -> Result<PathBuf, String> {
         None,
     )
     .map_err(|e| e.to_string())?;
+    if !made {
+        grow_filesystem(class, part, &dev, table_grown);
+    }
+    match read_fs_bytes(&dev) {
+        Ok(Some(bytes)) => announce(&format!("applianced: data filesystem: {} MiB", bytes / MIB)),
+        Ok(None) => announce(&format!(
+            "applianced: ERROR: no ext4 superblock on {shown} after mounting it"
+        )),
+        Err(e) => announce(&format!("applianced: ERROR: cannot read {shown}: {e}")),
+    }
     Ok(dev)
+}
+
+/// Reads a number from a sysfs file.
+fn sysfs_u64(path: &Path) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|e| format!("{}: {:?} is not a number: {e}", path.display(), text.trim()))
+}
+
+/// Grows the data partition `part` to the end of its disk when the disk is
+/// larger than its GPT says, then tells the kernel the partition's new
+/// size. `None` (and nothing written) when the disk is not larger.
+fn grow_partition(class: &Path, part: &BlockDev) -> Result<Option<gpt::GrowPlan>, String> {
+    let disk = part
+        .disk
+        .as_deref()
+        .ok_or_else(|| format!("{} is not a partition", part.name))?;
+    let disk_dev = Path::new("/dev").join(disk);
+    let shown = disk_dev.display().to_string();
+    // The GPT counts in logical blocks; sysfs sizes are in 512-byte units.
+    let sector_size = sysfs_u64(&class.join(disk).join("queue/logical_block_size")).unwrap_or(512);
+    let mut f = File::open(&disk_dev).map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let bytes = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| format!("cannot tell the size of {shown}: {e}"))?;
+    let table = Gpt::read(&mut f, sector_size).map_err(|e| format!("{shown}: {e}"))?;
+    let Some(plan) = table
+        .plan_grow(PARTNAME, bytes / sector_size)
+        .map_err(|e| format!("{shown}: {e}"))?
+    else {
+        return Ok(None);
+    };
+    // The kernel must be using this very table: the same partition number
+    // and start (BLKPG can only change a partition's length).
+    let dir = class.join(&part.name);
+    let number = sysfs_u64(&dir.join("partition"))?;
+    let start = sysfs_u64(&dir.join("start"))? * 512;
+    if number != u64::from(plan.number) || start != plan.start_bytes() {
+        return Err(format!(
+            "{shown}: the GPT's partition {:?} is number {} at byte {}, the kernel's {} is \
+             number {number} at byte {start}",
+            PARTNAME,
+            plan.number,
+            plan.start_bytes(),
+            part.name
+        ));
+    }
+    drop(f);
+    let rw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk_dev)
+        .map_err(|e| format!("cannot open {shown} for writing: {e}"))?;
+    gpt::apply(&rw, &plan).map_err(|e| format!("{shown}: {e}"))?;
+    // The root partition on this disk is mounted, so the kernel cannot
+    // re-read the whole table (BLKRRPART fails with EBUSY); it is told the
+    // one change instead.
+    resize_kernel_partition(&rw, plan.number, plan.start_bytes(), plan.new_bytes()).map_err(
+        |e| {
+            format!(
+                "{shown}: the table is grown but the kernel keeps the old size of {} until \
+                 the next boot: BLKPG_RESIZE_PARTITION: {e}",
+                part.name
+            )
+        },
+    )?;
+    Ok(Some(plan))
+}
+
+/// `struct blkpg_partition` of `<linux/blkpg.h>`.
+#[repr(C)]
+struct BlkpgPartition {
+    /// Bytes.
+    start: libc::c_longlong,
+    /// Bytes.
+    length: libc::c_longlong,
+    pno: libc::c_int,
+    devname: [libc::c_char; 64],
+    volname: [libc::c_char; 64],
+}
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut libc::c_void,
+}
+
+/// `BLKPG` = `_IO(0x12, 105)`.
+const BLKPG: libc::Ioctl = 0x1269;
+const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
+
+/// Sets the kernel's length of partition `number` of the disk open as
+/// `disk` (its start must be the one the kernel has).
+fn resize_kernel_partition(disk: &File, number: u32, start: u64, length: u64) -> io::Result<()> {
+    let too_big = |_| io::Error::from(io::ErrorKind::InvalidInput);
+    let mut part = BlkpgPartition {
+        start: i64::try_from(start).map_err(too_big)?,
+        length: i64::try_from(length).map_err(too_big)?,
+        pno: i32::try_from(number).map_err(too_big)?,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let mut arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: (&mut part as *mut BlkpgPartition).cast(),
+    };
+    // SAFETY: BLKPG reads `arg` and the `datalen` bytes at `arg.data`, both
+    // live on this stack frame for the whole call; the fd is open.
+    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(disk), BLKPG, &mut arg) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Grows the mounted filesystem on `dev` to its partition's size when
+/// [`fs_needs_growing`] says so; problems are reported, not fatal.
+///
+/// Online, with the filesystem mounted: the kernel does it through ext4's
+/// journal, so a stop half-way leaves a consistent filesystem, and it needs
+/// no prior full check. Offline resize2fs wants a fresh `e2fsck -f` first
+/// (the boot's `e2fsck -p` skips clean filesystems) and is not crash-safe.
+fn grow_filesystem(class: &Path, part: &BlockDev, dev: &Path, table_grown: bool) {
+    let shown = dev.display().to_string();
+    let partition = match sysfs_u64(&class.join(&part.name).join("size")) {
+        Ok(sectors) => sectors * 512,
+        Err(e) => return announce(&format!("applianced: ERROR: {e}")),
+    };
+    let fs = match read_fs_bytes(dev) {
+        Ok(Some(fs)) => fs,
+        Ok(None) => return,
+        Err(e) => return announce(&format!("applianced: ERROR: cannot read {shown}: {e}")),
+    };
+    if !fs_needs_growing(partition, fs, table_grown) {
+        return;
+    }
+    eprintln!(
+        "applianced: growing the data filesystem from {} to {} MiB",
+        fs / MIB,
+        partition / MIB
+    );
+    match run(RESIZE2FS, &[&shown]) {
+        Ok(0) => {}
+        Ok(code) => announce(&format!(
+            "applianced: ERROR: resize2fs {shown} failed with exit code {code}"
+        )),
+        Err(e) => announce(&format!("applianced: ERROR: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +541,58 @@ mod tests {
             !state.clean && state.errors && !state.needs_recovery,
             "{state:?}"
         );
+    }
+
+    #[test]
+    fn the_filesystem_size_is_read_from_its_superblock() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("data.img");
+        mkfs(&img);
+        // 4 MiB: mke2fs picks 1 KiB blocks for so small a filesystem.
+        assert_eq!(read_fs_bytes(&img).unwrap(), Some(4 * MIB));
+        // Grown offline (the image grows online, with the same count).
+        std::fs::File::options()
+            .write(true)
+            .open(&img)
+            .unwrap()
+            .set_len(64 * MIB)
+            .unwrap();
+        let out = Command::new("resize2fs")
+            .args(["-f"])
+            .arg(&img)
+            .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+            .output()
+            .expect("resize2fs (e2fsprogs) runs");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(read_fs_bytes(&img).unwrap(), Some(64 * MIB));
+        let sb = std::fs::read(&img).unwrap();
+        assert_eq!(parse_fs_bytes(&sb[1024..2048]), Some(64 * MIB));
+        assert_eq!(parse_fs_bytes(&[0u8; 1024]), None);
+    }
+
+    #[test]
+    fn filesystems_grow_when_the_table_did_or_much_is_unused() {
+        let gib = 1024 * MIB;
+        // The table grew: any whole MiB.
+        assert!(fs_needs_growing(3 * gib, 2 * gib, true));
+        assert!(fs_needs_growing(2 * gib + MIB, 2 * gib, true));
+        assert!(!fs_needs_growing(2 * gib + 4096, 2 * gib, true));
+        // It did not: only what a stop between table and filesystem leaves,
+        // not the few MiB mke2fs leaves out on purpose.
+        assert!(!fs_needs_growing(2 * gib + 6 * MIB, 2 * gib, false));
+        assert!(fs_needs_growing(2 * gib + FS_SLACK, 2 * gib, false));
+        assert!(!fs_needs_growing(2 * gib, 3 * gib, false));
+        assert_eq!(
+            grown_line(1_542_438_400, 2_616_180_224),
+            "data partition: grown from 1470 to 2494 MiB"
+        );
+    }
+
+    #[test]
+    fn blkpg_structures_match_the_kernels() {
+        // <linux/blkpg.h> on x86_64: 8 + 8 + 4 + 64 + 64 (+ 4 padding).
+        assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod cmdline;
 pub mod console;
 pub mod datapart;
 pub mod firstconfig;
+pub mod gpt;
 pub mod modules;
 pub mod mounts;
 pub mod power;
