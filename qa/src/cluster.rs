@@ -1,13 +1,17 @@
 //! `qa cluster` (`make cluster`): three hosted nodes, node-a/b/c, on one LAN
-//! with a plain client namespace, each made a peer of the two others through
-//! the API. Names and paths are fixed so the README's commands work; Ctrl-C
-//! (or SIGTERM) stops the nodes and removes every namespace.
+//! with a plain client namespace, made into a real cluster the way an
+//! administrator does it: node-a forms it (front-end and back-end), then
+//! node-b and node-c are added as front-ends with the join codes their
+//! status shows, through `appliancectl cluster form|add` as the tests do.
+//! Names and paths are fixed so the README's commands work; Ctrl-C (or
+//! SIGTERM) stops the nodes and removes every namespace.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
 use anyhow::Context;
-use appliance_api::v1::PeerRequest;
+use appliance_api::v1::ClusterStatusRequest;
 use qa::lan::Lan;
 use qa::netns::Netns;
 use qa::node::{HostedNode, NodeSpec};
@@ -21,13 +25,18 @@ const TAG: &str = "cluster";
 const CLIENT_NS: &str = "appliance-client";
 const CLIENT_V4: &str = "10.77.0.99/24";
 const CLIENT_V6: &str = "fd77::99/64";
-/// Nodes: name, IPv4, IPv6 (prefixes /24 and /64).
-const NODES: [(&str, &str, &str); 3] = [
-    ("node-a", "10.77.0.11", "fd77::11"),
-    ("node-b", "10.77.0.12", "fd77::12"),
-    ("node-c", "10.77.0.13", "fd77::13"),
+/// Nodes: name, IPv4, IPv6 (prefixes /24 and /64), roles in the cluster.
+/// The first forms the cluster; the others are added to it.
+const NODES: [(&str, &str, &str, &str); 3] = [
+    ("node-a", "10.77.0.11", "fd77::11", "frontend,backend"),
+    ("node-b", "10.77.0.12", "fd77::12", "frontend"),
+    ("node-c", "10.77.0.13", "fd77::13", "frontend"),
 ];
 const READY_LIMIT: Duration = Duration::from_secs(90);
+/// One appliancectl call (a join takes about a second hosted).
+const CTL_LIMIT: Duration = Duration::from_secs(60);
+/// Every member active at the same generation after the last join.
+const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
 
 /// What is running; fields drop in order: nodes, then the client, then the LAN.
 #[derive(Default)]
@@ -49,11 +58,14 @@ pub fn run() -> anyhow::Result<()> {
             _ = sigint.recv() => Err(anyhow::anyhow!("interrupted while starting")),
             _ = sigterm.recv() => Err(anyhow::anyhow!("terminated while starting")),
         };
-        if let Err(e) = started {
+        let shown = match started {
+            Ok(()) => print_usage(&cluster).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = shown {
             stop(cluster);
             return Err(e);
         }
-        print_usage(&cluster)?;
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut reported = vec![false; cluster.nodes.len()];
         loop {
@@ -72,8 +84,9 @@ pub fn run() -> anyhow::Result<()> {
 
 async fn start(c: &mut Cluster) -> anyhow::Result<()> {
     qa::bins::path("applianced")?;
+    qa::bins::path("appliancectl")?;
     let mut stale: Vec<String> = vec![format!("qa-{TAG}-sw"), CLIENT_NS.to_owned()];
-    stale.extend(NODES.iter().map(|(n, _, _)| format!("qa-{TAG}-{n}")));
+    stale.extend(NODES.iter().map(|(n, ..)| format!("qa-{TAG}-{n}")));
     for ns in &stale {
         qa::netns::remove_stale(ns);
     }
@@ -87,7 +100,7 @@ async fn start(c: &mut Cluster) -> anyhow::Result<()> {
     client.ip(&["addr", "add", CLIENT_V6, "dev", "eth0", "nodad"])?;
     c.client = Some(client);
 
-    for (name, v4, v6) in NODES {
+    for (name, v4, v6, _) in NODES {
         let spec = NodeSpec {
             addresses: vec![format!("{v4}/24"), format!("{v6}/64")],
             ..NodeSpec::new(name, "")
@@ -103,60 +116,143 @@ async fn start(c: &mut Cluster) -> anyhow::Result<()> {
         node.wait_ready(READY_LIMIT).await?;
         println!("{} ready", node.name);
     }
-    for (node, (name, _, _)) in c.nodes.iter().zip(NODES) {
-        let mut client = node.client().await?;
-        for (other, v4, v6) in NODES {
-            if other == name {
-                continue;
-            }
-            for address in [v4, v6] {
-                client
-                    .add_peer(PeerRequest {
-                        address: address.to_owned(),
-                    })
-                    .await
-                    .with_context(|| format!("adding peer {address} to {name}"))?;
-            }
+
+    let (founder, joiners) = c.nodes.split_first().context("the cluster has no nodes")?;
+    let formed = ctl_json(founder, &["cluster", "form"]).await?;
+    println!(
+        "{} formed cluster {} (front-end and back-end)",
+        founder.name,
+        formed["cluster_id"].as_str().unwrap_or_default()
+    );
+    for (node, (name, v4, _, roles)) in joiners.iter().zip(&NODES[1..]) {
+        // The code the node shows while it waits to be joined, as an
+        // administrator reads it on its console or in its status.
+        let status = ctl_json(node, &["status"]).await?;
+        let code = status["join_code"].as_str().unwrap_or_default().to_owned();
+        anyhow::ensure!(!code.is_empty(), "{name} shows no join code: {status}");
+        println!("adding {name} ({v4}) with its join code {code} as {roles}:");
+        let out = ctl(founder, &["cluster", "add", v4, &code, "--roles", roles]).await?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("  {line}");
         }
-    }
-    for node in &c.nodes {
-        let status = node.wait_ready(READY_LIMIT).await?;
-        println!(
-            "{} has its peers (generation {})",
-            node.name, status.generation
+        anyhow::ensure!(
+            out.status.success(),
+            "adding {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    let generation = converged(&c.nodes).await?;
+    println!("every node is an active member at generation {generation}");
     Ok(())
 }
 
-fn print_usage(c: &Cluster) -> anyhow::Result<()> {
-    let ctl = qa::bins::path("appliancectl")?;
-    let ctl = relative(&ctl).display().to_string();
+/// Runs `appliancectl ARGS` against `node`'s socket, bounded by [`CTL_LIMIT`].
+async fn ctl(node: &HostedNode, args: &[&str]) -> anyhow::Result<Output> {
+    let run = tokio::process::Command::new(qa::bins::path("appliancectl")?)
+        .env("APPLIANCE_SOCKET", node.socket())
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(CTL_LIMIT, run)
+        .await
+        .with_context(|| {
+            format!(
+                "appliancectl {} on {} took more than {CTL_LIMIT:?}",
+                args.join(" "),
+                node.name
+            )
+        })?
+        .with_context(|| format!("running appliancectl {}", args.join(" ")))
+}
+
+/// `appliancectl ARGS --output json` against `node`; fails with its stderr.
+async fn ctl_json(node: &HostedNode, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = ctl(node, &all).await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "appliancectl {} failed on {}: {}",
+        args.join(" "),
+        node.name,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading the JSON of appliancectl {}", args.join(" ")))
+}
+
+/// Waits until every node is a member at one generation with all of them
+/// active; returns that generation.
+async fn converged(nodes: &[HostedNode]) -> anyhow::Result<u64> {
+    qa::wait::until_async(
+        CONVERGE_LIMIT,
+        Duration::from_millis(100),
+        "every node to be an active member at the same generation",
+        || async {
+            let mut generation = None;
+            for n in nodes {
+                let s = n
+                    .client()
+                    .await
+                    .ok()?
+                    .cluster_status(ClusterStatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                let ok = s.node_state == "member"
+                    && s.members.len() == nodes.len()
+                    && s.members.iter().all(|m| m.state == "active");
+                if !ok || generation.is_some_and(|g| g != s.generation) {
+                    return None;
+                }
+                generation = Some(s.generation);
+            }
+            generation
+        },
+    )
+    .await
+}
+
+async fn print_usage(c: &Cluster) -> anyhow::Result<()> {
+    let ctl_path = qa::bins::path("appliancectl")?;
+    let ctl_path = relative(&ctl_path).display().to_string();
     println!("\nThe cluster is up. Client namespace: {CLIENT_NS} ({CLIENT_V4}, {CLIENT_V6}).\n");
-    for (node, (name, v4, v6)) in c.nodes.iter().zip(NODES) {
+    for (node, (name, v4, v6, roles)) in c.nodes.iter().zip(NODES) {
         let dir = Path::new(ROOT).join(name);
         println!("{name}: {v4}/24 {v6}/64");
+        println!("  role       {roles}");
         println!("  namespace  {}", node.ns.name());
         println!("  state dir  {}", dir.join("state").display());
         println!("  log        {}", dir.join("applianced.stderr").display());
         println!(
-            "  export APPLIANCE_SOCKET={}",
+            "  socket     export APPLIANCE_SOCKET={}",
             dir.join("run/applianced.sock").display()
         );
     }
+    let founder = c.nodes.first().context("the cluster has no nodes")?;
+    println!("\n$ appliancectl cluster status   (on {})", founder.name);
+    let out = ctl(founder, &["cluster", "status"]).await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "appliancectl cluster status failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+
     let sock = Path::new(ROOT).join("node-a/run/applianced.sock");
     println!("\nTry, from another terminal:\n");
     println!("  export APPLIANCE_SOCKET={}", sock.display());
     for cmd in [
+        "cluster status",
         "status",
         "services list",
         "firewall show",
-        "peers list",
         "logs -n 20 --service portal",
+        "cluster remove node-c   # node-c then shows a new join code in its status",
     ] {
-        println!("  {ctl} {cmd}");
+        println!("  {ctl_path} {cmd}");
     }
-    println!("  ip netns exec {CLIENT_NS} curl http://10.77.0.11:8080/");
+    println!("  ip netns exec {CLIENT_NS} curl http://10.77.0.12:8080/events   # node-b's portal, node-a's audit");
     println!("\nCtrl-C stops the nodes and removes the namespaces.");
     Ok(())
 }
