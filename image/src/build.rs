@@ -105,21 +105,52 @@ fn add_modules(tree: &mut Tree, km: &KernelModules, release: &str, set: &Resolve
             "kernel package",
         )?;
     }
-    tree.file(
-        &format!("{dir}/modules.dep"),
-        Source::Bytes(set.modules_dep().into_bytes()),
-        0o644,
-        "modules.dep",
-    )
+    for (file, text) in [
+        ("modules.dep", set.modules_dep()),
+        ("modules.softdep", set.modules_softdep()),
+        ("modules.alias", set.modules_alias()),
+    ] {
+        tree.file(
+            &format!("{dir}/{file}"),
+            Source::Bytes(text.into_bytes()),
+            0o644,
+            file,
+        )?;
+    }
+    Ok(())
 }
 
-fn module_list(names: &[String]) -> Source {
+fn module_list<'a>(names: impl IntoIterator<Item = &'a String>) -> Source {
     Source::Bytes(
         names
-            .iter()
+            .into_iter()
             .map(|n| format!("{n}\n"))
             .collect::<String>()
             .into_bytes(),
+    )
+}
+
+/// A stage's module lists: `/etc/appliance/modules` (always loaded) and
+/// `/etc/appliance/modules.hardware` (loaded when a device matches), the
+/// names as declared; applianced resolves their dependencies.
+fn add_module_lists<'a>(
+    tree: &mut Tree,
+    m: &Manifest,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<()> {
+    let (hardware, always): (Vec<&String>, Vec<&String>) =
+        names.into_iter().partition(|n| m.modules.is_hardware(n));
+    tree.file(
+        "etc/appliance/modules",
+        module_list(always),
+        0o644,
+        "builder",
+    )?;
+    tree.file(
+        "etc/appliance/modules.hardware",
+        module_list(hardware),
+        0o644,
+        "builder",
     )
 }
 
@@ -141,12 +172,7 @@ fn initramfs_tree(
         "builder",
     )?;
     add_modules(&mut t, km, &m.kernel.release, stage1)?;
-    t.file(
-        "etc/appliance/modules",
-        module_list(&stage1.order),
-        0o644,
-        "builder",
-    )?;
+    add_module_lists(&mut t, m, &m.modules.initramfs)?;
     t.chardev("dev/console", 5, 1, 0o600)?;
     for d in ["proc", "sys", "dev", "run", "sysroot"] {
         t.dir(d, 0o755)?;
@@ -216,12 +242,15 @@ fn root_tree(
     let mut all = stage1.clone();
     all.merge(stage2);
     add_modules(&mut t, km, &m.kernel.release, &all)?;
-    t.file(
-        "etc/appliance/modules",
-        module_list(&stage2.order_without(stage1)),
-        0o644,
-        "builder",
-    )?;
+    // Stage 2 also gets stage 1's disk drivers: a device that shows up after
+    // the root was found (a second SCSI disk, a CD-ROM drive) still gets its
+    // driver. Modules already loaded are skipped at boot.
+    let stage1_hardware = m
+        .modules
+        .initramfs
+        .iter()
+        .filter(|n| m.modules.is_hardware(n));
+    add_module_lists(&mut t, m, stage1_hardware.chain(&m.modules.stage2))?;
     let text = |s: &str| Source::Bytes(s.as_bytes().to_vec());
     t.file(
         "etc/passwd",

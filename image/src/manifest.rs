@@ -59,6 +59,18 @@ pub struct Modules {
     pub initramfs: Vec<String>,
     /// Loaded in stage 2.
     pub stage2: Vec<String>,
+    /// The hardware drivers among `initramfs` and `stage2`: loaded only when
+    /// a present device's modalias matches one of their aliases. The others
+    /// are always loaded.
+    #[serde(default)]
+    pub hardware: Vec<String>,
+}
+
+impl Modules {
+    /// Whether `name` is a hardware driver.
+    pub fn is_hardware(&self, name: &str) -> bool {
+        self.hardware.iter().any(|h| h == name)
+    }
 }
 
 /// Disk geometry and identifiers.
@@ -213,6 +225,7 @@ impl Manifest {
         for (field, list) in [
             ("modules.initramfs", &self.modules.initramfs),
             ("modules.stage2", &self.modules.stage2),
+            ("modules.hardware", &self.modules.hardware),
         ] {
             let mut seen = BTreeSet::new();
             for name in list {
@@ -222,6 +235,13 @@ impl Manifest {
                 if !seen.insert(name) {
                     return Err(format!("{field}: {name:?} is listed twice"));
                 }
+            }
+        }
+        for name in &self.modules.hardware {
+            if !self.modules.initramfs.contains(name) && !self.modules.stage2.contains(name) {
+                return Err(format!(
+                    "modules.hardware: {name:?} is in neither modules.initramfs nor modules.stage2"
+                ));
             }
         }
         let d = &self.disk;
@@ -371,6 +391,8 @@ mod tests {
         assert_eq!(m.kernel.release, "6.1.0-56-amd64");
         assert!(m.modules.initramfs.iter().any(|n| n == "erofs"));
         assert!(m.modules.stage2.iter().any(|n| n == "nft_ct"));
+        assert!(m.modules.is_hardware("virtio_pci") && m.modules.is_hardware("e1000"));
+        assert!(!m.modules.is_hardware("erofs") && !m.modules.is_hardware("button"));
         assert_eq!(m.boot.gptmbr.package, "syslinux-common");
         assert_eq!(m.package("nftables").unwrap().files, ["/usr/sbin/nft"]);
         assert_eq!(m.binaries[0].name, "applianced");
@@ -408,6 +430,16 @@ mod tests {
         assert!(message(&text).contains("\"libmd0\" is declared twice"));
         let text = real().replace("\"evdev\",", "\"evdev\",\n    \"button\",");
         assert!(message(&text).contains("\"button\" is listed twice"));
+    }
+
+    #[test]
+    fn hardware_drivers_must_be_listed_for_a_stage() {
+        let text = real().replacen("hardware = [", "hardware = [\n    \"pcnet32\",", 1);
+        let m = message(&text);
+        assert!(
+            m.contains("modules.hardware") && m.contains("pcnet32"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Kernel modules: finding them in the kernel package, reading their
 //! dependencies from each module's `.modinfo` (`depends=`, and `softdep=pre:`
 //! through the declared aliases, since nothing resolves aliases at boot), the
-//! load order, and `modules.dep` in depmod's format for the included files.
+//! load order, and depmod's files for the included modules: `modules.dep`,
+//! `modules.softdep` (with the aliases resolved to module names) and
+//! `modules.alias` (the `alias=` entries, which applianced matches against
+//! the devices' modaliases to load only the drivers of present hardware).
 //!
-//! Debian's kernel package ships no modules.dep (depmod runs at install
-//! time), so it is computed here from the same data depmod's output encodes.
+//! Debian's kernel package ships none of these (depmod runs at install
+//! time), so they are computed here from the same data depmod's output encodes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,13 +19,16 @@ pub fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }
 
-/// What a module's `.modinfo` says about its dependencies.
+/// What a module's `.modinfo` says about its dependencies and devices.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModInfo {
     /// `depends=`: modules whose symbols it uses.
     pub depends: Vec<String>,
     /// `softdep=pre:`: modules (or aliases) to load before it.
     pub softdep_pre: Vec<String>,
+    /// `alias=`: the patterns it is requested by (device modaliases such as
+    /// `pci:v00001AF4d*sv*sd*bc*sc*i*`, or names such as `fs-erofs`).
+    pub aliases: Vec<String>,
 }
 
 /// Parses the NUL-separated `key=value` strings of a `.modinfo` section.
@@ -30,7 +36,12 @@ pub fn parse_modinfo(section: &[u8]) -> ModInfo {
     let mut info = ModInfo::default();
     for entry in section.split(|b| *b == 0) {
         let entry = String::from_utf8_lossy(entry);
-        if let Some(deps) = entry.strip_prefix("depends=") {
+        if let Some(alias) = entry.strip_prefix("alias=") {
+            // A pattern with white space could not be written as one word.
+            if !alias.is_empty() && !alias.contains(char::is_whitespace) {
+                info.aliases.push(alias.to_owned());
+            }
+        } else if let Some(deps) = entry.strip_prefix("depends=") {
             info.depends
                 .extend(deps.split(',').filter(|d| !d.is_empty()).map(normalize));
         } else if let Some(soft) = entry.strip_prefix("softdep=") {
@@ -144,6 +155,11 @@ pub struct Resolved {
     pub paths: BTreeMap<String, String>,
     /// Module name → direct hard dependencies (`depends=`).
     pub depends: BTreeMap<String, Vec<String>>,
+    /// Module name → its `softdep=pre:` modules, aliases resolved to names
+    /// (only modules that have some).
+    pub softdeps: BTreeMap<String, Vec<String>>,
+    /// Module name → its `alias=` patterns (only modules that have some).
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 impl Resolved {
@@ -155,17 +171,38 @@ impl Resolved {
                 self.paths.insert(name.clone(), other.paths[name].clone());
                 self.depends
                     .insert(name.clone(), other.depends[name].clone());
+                if let Some(s) = other.softdeps.get(name) {
+                    self.softdeps.insert(name.clone(), s.clone());
+                }
+                if let Some(a) = other.aliases.get(name) {
+                    self.aliases.insert(name.clone(), a.clone());
+                }
             }
         }
     }
 
-    /// `order` without the modules of `loaded`.
-    pub fn order_without(&self, loaded: &Resolved) -> Vec<String> {
-        self.order
-            .iter()
-            .filter(|n| !loaded.paths.contains_key(*n))
-            .cloned()
-            .collect()
+    /// The set as depmod's `modules.alias`: `alias <pattern> <module>` for
+    /// every `alias=` of every module, sorted by module, then pattern.
+    pub fn modules_alias(&self) -> String {
+        let mut out = String::from("# Aliases extracted from modules themselves.\n");
+        for (name, patterns) in &self.aliases {
+            let sorted: BTreeSet<&String> = patterns.iter().collect();
+            for p in sorted {
+                out.push_str(&format!("alias {p} {name}\n"));
+            }
+        }
+        out
+    }
+
+    /// The set as depmod's `modules.softdep`: `softdep <module> pre: <modules>`,
+    /// with the image's aliases already resolved (there is no modprobe at
+    /// boot to resolve them), sorted by module.
+    pub fn modules_softdep(&self) -> String {
+        let mut out = String::from("# Soft dependencies extracted from modules themselves.\n");
+        for (name, pre) in &self.softdeps {
+            out.push_str(&format!("softdep {name} pre: {}\n", pre.join(" ")));
+        }
+        out
     }
 
     /// The set as depmod's `modules.dep`: one line per module, its
@@ -241,12 +278,14 @@ fn visit(
         needed_by: needed_by.to_owned(),
         dir: catalog.dir().to_owned(),
     })?;
+    let mut pre = Vec::new();
     for soft in &info.softdep_pre {
         let target = aliases
             .get(soft)
             .map_or_else(|| normalize(soft), |m| normalize(m));
         let by = format!("{name} (softdep pre: {soft}; add an alias in [modules.aliases])");
         visit(catalog, aliases, &target, &by, r, visiting)?;
+        pre.push(target);
     }
     for dep in &info.depends {
         visit(catalog, aliases, dep, name, r, visiting)?;
@@ -255,6 +294,12 @@ fn visit(
     r.order.push(name.to_owned());
     r.paths.insert(name.to_owned(), rel);
     r.depends.insert(name.to_owned(), info.depends);
+    if !pre.is_empty() {
+        r.softdeps.insert(name.to_owned(), pre);
+    }
+    if !info.aliases.is_empty() {
+        r.aliases.insert(name.to_owned(), info.aliases);
+    }
     Ok(())
 }
 
@@ -415,17 +460,78 @@ mod tests {
     }
 
     #[test]
-    fn merge_and_order_without() {
+    fn merge_keeps_the_first_order_and_adds_the_rest() {
         let a = resolve(&fake(), &names(&["sd_mod"]), &aliases()).unwrap();
         let b = resolve(&fake(), &names(&["sd_mod", "nf_tables"]), &aliases()).unwrap();
-        assert_eq!(
-            b.order_without(&a),
-            ["nfnetlink", "crc32c_generic", "libcrc32c", "nf_tables"]
-        );
         let mut all = a.clone();
         all.merge(&b);
         assert_eq!(all.order.len(), 7);
         assert_eq!(all.order[..3], a.order[..]);
+        assert_eq!(
+            all.order[3..],
+            ["nfnetlink", "crc32c_generic", "libcrc32c", "nf_tables"]
+        );
+        // Softdeps and aliases travel with their modules.
+        assert_eq!(all.softdeps["libcrc32c"], ["crc32c_generic"]);
+        assert_eq!(all.aliases["crc32c_generic"], ["crc32c"]);
+    }
+
+    #[test]
+    fn modinfo_aliases_are_read() {
+        let i = parse_modinfo(
+            b"alias=pci:v00001AF4d*sv*sd*bc*sc*i*\0depends=virtio\0alias=virtio:d00000001v*\0alias=\0",
+        );
+        assert_eq!(
+            i.aliases,
+            ["pci:v00001AF4d*sv*sd*bc*sc*i*", "virtio:d00000001v*"]
+        );
+    }
+
+    #[test]
+    fn modules_alias_and_softdep_are_in_depmods_format_and_sorted() {
+        let mut f = fake();
+        f.0.insert(
+            "virtio_net",
+            (
+                "kernel/drivers/net/virtio_net.ko",
+                "alias=virtio:d00000001v*\0depends=\0",
+            ),
+        );
+        f.0.insert(
+            "e1000",
+            (
+                "kernel/drivers/net/e1000.ko",
+                "alias=pci:v00008086d0000100Fsv*sd*bc*sc*i*\0alias=pci:v00008086d00001000sv*sd*bc*sc*i*\0depends=\0",
+            ),
+        );
+        let r = resolve(
+            &f,
+            &names(&["virtio_net", "nf_tables", "e1000"]),
+            &aliases(),
+        )
+        .unwrap();
+        assert_eq!(
+            r.modules_alias(),
+            "# Aliases extracted from modules themselves.\n\
+             alias crc32c crc32c_generic\n\
+             alias pci:v00008086d00001000sv*sd*bc*sc*i* e1000\n\
+             alias pci:v00008086d0000100Fsv*sd*bc*sc*i* e1000\n\
+             alias virtio:d00000001v* virtio_net\n"
+        );
+        // The softdep names the module the image's alias resolved to.
+        assert_eq!(
+            r.modules_softdep(),
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep libcrc32c pre: crc32c_generic\n"
+        );
+        // The same modules asked in another order give the same files.
+        let again = resolve(
+            &f,
+            &names(&["e1000", "nf_tables", "virtio_net"]),
+            &aliases(),
+        )
+        .unwrap();
+        assert_eq!(again.modules_alias(), r.modules_alias());
     }
 
     #[test]
@@ -443,5 +549,13 @@ mod tests {
         assert!(pos("crc32c_generic") < pos("libcrc32c"));
         assert!(pos("jbd2") < pos("ext4"));
         assert!(r.paths["erofs"].ends_with("fs/erofs/erofs.ko"));
+        assert_eq!(r.softdeps["ext4"], ["crc32c_generic"]);
+        let r = resolve(&km, &names(&["virtio_pci", "e1000"]), &aliases).unwrap();
+        let alias = r.modules_alias();
+        assert!(
+            alias.contains("alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\n"),
+            "{alias}"
+        );
+        assert!(alias.contains("alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000\n"));
     }
 }

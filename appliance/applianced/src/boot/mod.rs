@@ -59,38 +59,6 @@ pub fn fatal(msg: &str, data: Option<&Path>) -> ! {
     power::final_steps(power::StopReason::Reboot, data)
 }
 
-/// Loads the modules of `list` (from the module directory `dir`), reporting
-/// problems on the consoles. Nothing here is fatal: a missing disk driver
-/// shows as the root partition not appearing, a missing NIC driver as its
-/// interface missing from the network plan, each with its own message.
-pub fn load_module_list(list: &Path, dir: &Path) {
-    let (steps, errors) = match modules::plan_from_files(list, dir) {
-        Ok(planned) => planned,
-        Err(e) => {
-            announce(&format!("applianced: ERROR: modules: {e}"));
-            return;
-        }
-    };
-    for e in &errors {
-        announce(&format!("applianced: ERROR: {e}"));
-    }
-    let report = modules::load(&steps, dir);
-    for p in report.problems() {
-        announce(&format!("applianced: ERROR: {p}"));
-    }
-    let absent = report.no_device();
-    eprintln!(
-        "applianced: {} module(s) loaded in {} ms{}",
-        report.loaded(),
-        report.elapsed.as_millis(),
-        if absent.is_empty() {
-            String::new()
-        } else {
-            format!("; without their hardware: {}", absent.join(" "))
-        }
-    );
-}
-
 /// The data mount point the panic hook makes consistent.
 static PANIC_DATA: OnceLock<PathBuf> = OnceLock::new();
 

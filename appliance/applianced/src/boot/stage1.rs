@@ -52,9 +52,11 @@ fn boot() -> anyhow::Result<Infallible> {
     };
 
     let dir = modules::module_dir(Path::new("/lib/modules")).context("uname")?;
-    super::load_module_list(Path::new(MODULE_LIST), &dir);
+    let mut mods = modules::StageModules::load(Path::new(MODULE_LIST), &dir);
 
-    let root = wait_for_partition(&label, ROOT_WAIT)?;
+    // Devices that show up late (a VMBus offer, a slow SCSI scan) get their
+    // drivers while we wait.
+    let root = wait_for_partition(&label, ROOT_WAIT, || mods.rescan())?;
     let dev = root.dev_path();
     let sysroot = Path::new(SYSROOT);
     std::fs::create_dir_all(sysroot).context("creating /sysroot")?;
@@ -77,8 +79,13 @@ fn boot() -> anyhow::Result<Infallible> {
     switch_root(sysroot)
 }
 
-/// Polls sysfs until the partition named `label` and its device file exist.
-fn wait_for_partition(label: &str, limit: Duration) -> anyhow::Result<blockdev::BlockDev> {
+/// Polls sysfs until the partition named `label` and its device file exist,
+/// calling `meanwhile` between polls.
+fn wait_for_partition(
+    label: &str,
+    limit: Duration,
+    mut meanwhile: impl FnMut(),
+) -> anyhow::Result<blockdev::BlockDev> {
     let start = Instant::now();
     loop {
         let devs = blockdev::scan(Path::new("/sys/class/block"));
@@ -106,6 +113,7 @@ fn wait_for_partition(label: &str, limit: Duration) -> anyhow::Result<blockdev::
                 }
             );
         }
+        meanwhile();
         std::thread::sleep(Duration::from_millis(20));
     }
 }

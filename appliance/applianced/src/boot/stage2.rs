@@ -91,7 +91,9 @@ fn boot() -> Booted {
         announce(&format!("applianced: ERROR: {e}"));
     }
     match modules::module_dir(Path::new("/lib/modules")) {
-        Ok(dir) => super::load_module_list(Path::new(MODULE_LIST), &dir),
+        Ok(dir) => {
+            modules::StageModules::load(Path::new(MODULE_LIST), &dir);
+        }
         Err(e) => announce(&format!(
             "applianced: ERROR: cannot tell the kernel release: {e}"
         )),
