@@ -85,6 +85,30 @@ impl VmNet {
         Ok(Tap { name, mac })
     }
 
+    /// Links the bridge of the [`crate::lan::Lan`] made with `lan_tag` to
+    /// this one with a veth pair, so hosted nodes on that LAN share the VMs'
+    /// subnet (give them addresses in 10.79.0.0/24). The LAN names its switch
+    /// namespace `qa-<tag>-sw`; the pair goes when either namespace does.
+    pub fn link_lan(&self, lan_tag: &str) -> anyhow::Result<()> {
+        let switch = format!("qa-{lan_tag}-sw");
+        anyhow::ensure!(
+            std::path::Path::new("/var/run/netns")
+                .join(&switch)
+                .exists(),
+            "no LAN switch namespace {switch} to link to the VM bridge"
+        );
+        self.ns.ip(&[
+            "link", "add", "lan0", "type", "veth", "peer", "name", "vmnet0", "netns", &switch,
+        ])?;
+        self.ns.ip(&["link", "set", "lan0", "master", "br0"])?;
+        self.ns.ip(&["link", "set", "lan0", "up"])?;
+        let in_switch =
+            |args: &[&str]| netns::run(Command::new("ip").arg("-n").arg(&switch).args(args));
+        in_switch(&["link", "set", "vmnet0", "master", "br0"])?;
+        in_switch(&["link", "set", "vmnet0", "up"])?;
+        Ok(())
+    }
+
     /// Opens a TCP connection from the namespace, bounded by `limit`.
     pub fn connect(
         &self,
