@@ -7,12 +7,12 @@ use std::net::IpAddr;
 
 use rcgen::{
     CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, DnValue,
-    SanType, PKCS_ECDSA_P256_SHA256,
+    PublicKeyData, SanType, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::CertificateSigningRequestDer;
 use uuid::Uuid;
 
-use crate::cert::{pem_decode, pem_encode};
+use crate::cert::{parse, pem_decode, pem_encode};
 use crate::{node_uri, parse_node_uri, NodeKey, PkiError};
 
 const CSR_PEM_TAG: &str = "CERTIFICATE REQUEST";
@@ -78,6 +78,23 @@ pub struct VerifiedCsr {
     pub subject: NodeSubject,
     /// The requester's public key.
     pub(crate) public_key: rcgen::PublicKey,
+}
+
+impl VerifiedCsr {
+    /// The requester's public key: the subject public key bits (for
+    /// ECDSA P-256, the encoded point), as [`crate::NodeCert`] compares keys.
+    pub fn public_key(&self) -> &[u8] {
+        self.public_key.der_bytes()
+    }
+
+    /// Whether the certificate `cert_der` (any certificate: the self-signed
+    /// join certificate the PAKE bound, a CA-signed one) is for the same
+    /// key as this request. A certificate that does not parse is refused,
+    /// naming what is wrong with it.
+    pub fn matches_certificate(&self, cert_der: &[u8]) -> Result<bool, PkiError> {
+        let cert = parse(cert_der, "the certificate compared with the request")?;
+        Ok(cert.public_key.as_slice() == self.public_key())
+    }
 }
 
 impl NodeCsr {
@@ -253,6 +270,26 @@ mod tests {
         let der = params.serialize_request(key.pair()).unwrap().der().to_vec();
         let e = NodeCsr::from_der(der).verify().unwrap_err();
         assert!(e.to_string().contains("evil.example"), "{e}");
+    }
+
+    #[test]
+    fn a_request_matches_only_certificates_of_its_own_key() {
+        let now = std::time::SystemTime::now();
+        let key = NodeKey::generate().unwrap();
+        let other = NodeKey::generate().unwrap();
+        let v = NodeCsr::build(&key, &subject()).unwrap().verify().unwrap();
+        assert_eq!(v.public_key(), key.pair().der_bytes());
+        let own = crate::self_signed_join_cert(&key, &subject(), now).unwrap();
+        let foreign = crate::self_signed_join_cert(&other, &subject(), now).unwrap();
+        assert!(v.matches_certificate(own.der()).unwrap());
+        assert!(!v.matches_certificate(foreign.der()).unwrap());
+        // A CA-signed certificate for the same key matches too.
+        let ca = crate::CaKey::create("test", now).unwrap();
+        let csr = NodeCsr::build(&key, &subject()).unwrap();
+        let signed = ca.sign_node_csr(&csr, subject().node_id, now).unwrap();
+        assert!(v.matches_certificate(signed.der()).unwrap());
+        let e = v.matches_certificate(b"not a certificate").unwrap_err();
+        assert!(e.to_string().contains("compared with the request"), "{e}");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 pub use ca::{CaKey, CA_VALIDITY, NODE_CERT_VALIDITY};
 pub use cert::{CaCert, NodeCert};
-pub use csr::{NodeCsr, NodeSubject};
+pub use csr::{NodeCsr, NodeSubject, VerifiedCsr};
 pub use error::PkiError;
 pub use key::NodeKey;
 pub use revocation::{RevocationList, SharedRevocations};
