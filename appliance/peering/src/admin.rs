@@ -6,12 +6,18 @@
 //!
 //! Every change is made by the authority, followed here, then pushed to
 //! the other members in parallel, each push bounded in time; a member that
-//! does not answer is reported and catches up later.
+//! does not answer is reported and catches up later. Members accept a
+//! configuration only from the authority (a push from it, or its answer
+//! when catching up), so the authority is the one that pushes: on another
+//! member, a change is proposed to the authority and then the authority is
+//! asked to push it (`Distribute`), and a removal is the authority's from
+//! start to end (`Remove`), including the last push to the removed node.
 
 use std::time::Duration;
 
 use appliance_cluster::{Change, ChangeError, Member, MemberState, NodeId};
 use appliance_pki::{NodeCert, SharedRevocations};
+use uuid::Uuid;
 
 use crate::client::ClusterDialer;
 use crate::error::PeerError;
@@ -94,24 +100,92 @@ impl PeerNode {
         Ok(futures::future::join_all(pushes).await)
     }
 
-    /// Has the authority make `change`, follows it here and pushes it to
-    /// every other member.
+    /// Has `state` pushed to every member of it not in `skip`. On the
+    /// authority that is its own push; on another member the authority is
+    /// asked to push its current state (at least `state`'s generation). If
+    /// the authority cannot be asked, every push is reported failed (the
+    /// members catch up later), except the authority's own: it made the
+    /// change.
+    pub(crate) async fn distribute(
+        &self,
+        state: &ClusterState,
+        skip: &[NodeId],
+    ) -> Result<Vec<PushOutcome>, PeerError> {
+        if self.is_authority() {
+            return self.push_to_members(state, skip).await;
+        }
+        let target = self.authority_target()?;
+        let dialer = self.dialer()?;
+        // The authority's pushes run in parallel, each within the RPC limit.
+        let limit = self.inner.timeouts.rpc * 2;
+        let asked = async {
+            let mut client = dialer.connect_with_rpc_limit(&target, limit).await?;
+            let reply = client
+                .distribute(pb::DistributeRequest {
+                    generation: state.generation(),
+                    skip: skip.iter().map(ToString::to_string).collect(),
+                })
+                .await
+                .map_err(|s| status_message(&target.hostname, "Distribute", &s))?;
+            reply
+                .into_inner()
+                .pushes
+                .iter()
+                .map(|p| outcome_from_pb(p, &target.hostname))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        match asked.await {
+            Ok(pushes) => Ok(pushes),
+            Err(e) => {
+                tracing::warn!(
+                    authority = %target.hostname,
+                    generation = state.generation(),
+                    "the authority could not be asked to push the change: {e}"
+                );
+                Ok(state
+                    .config
+                    .members()
+                    .filter(|m| !skip.contains(&m.id))
+                    .map(|m| PushOutcome {
+                        node: m.id,
+                        hostname: m.hostname.clone(),
+                        result: if m.id == target.id {
+                            Ok(state.generation())
+                        } else {
+                            Err(format!(
+                                "the authority {} was not reached to push it: {e}",
+                                target.hostname
+                            ))
+                        },
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Has the authority make `change`, follows it here and has it pushed
+    /// to every other member.
     pub async fn apply_change(&self, change: Change) -> Result<ChangeReport, PeerError> {
         let authority = self.authority()?;
         let state = authority.propose(change).await?;
         self.accept_local(&state).await;
-        let pushes = self.push_to_members(&state, &[self.node_id()]).await?;
+        let pushes = self.distribute(&state, &[self.node_id()]).await?;
         Ok(ChangeReport { state, pushes })
     }
 
     /// Removes `node`: drains it (state `removing`, pushed to every member),
     /// then removes it and revokes its certificates (pushed to every
     /// remaining member, and last to the removed node, so it knows it left).
+    /// All of it is done by the authority (asked over `Remove` from another
+    /// member), since members accept configurations only from it.
     pub async fn remove_member(&self, node: NodeId) -> Result<RemoveReport, PeerError> {
         if node == self.node_id() {
             return Err(PeerError::Invalid(
                 "a node cannot remove itself; remove it from another member".into(),
             ));
+        }
+        if !self.is_authority() {
+            return self.remove_through_authority(node).await;
         }
         let authority = self.authority()?;
         let before = authority.current().await?;
@@ -155,76 +229,117 @@ impl PeerNode {
         })
     }
 
-    /// Asks every other member for its configuration and accepts the newest
-    /// (a node that was down). Returns this node's generation after.
+    /// The removal, asked of the authority; then this node follows the
+    /// authority's state (it was pushed to it too, unless that failed).
+    async fn remove_through_authority(&self, node: NodeId) -> Result<RemoveReport, PeerError> {
+        let target = self.authority_target()?;
+        // Three rounds of pushes on the authority (drain, removal, the
+        // removed node), each within the RPC limit.
+        let limit = self.inner.timeouts.rpc * 4;
+        let mut client = self
+            .dialer()?
+            .connect_with_rpc_limit(&target, limit)
+            .await?;
+        let reply = client
+            .remove(pb::RemoveRequest {
+                node_id: node.to_string(),
+            })
+            .await
+            .map_err(|s| status_message(&target.hostname, "Remove", &s))?
+            .into_inner();
+        let pushes = reply
+            .pushes
+            .iter()
+            .map(|p| outcome_from_pb(p, &target.hostname))
+            .collect::<Result<Vec<_>, _>>()?;
+        let removed_node = reply
+            .removed_node
+            .as_ref()
+            .ok_or_else(|| PeerError::Protocol {
+                peer: target.hostname.clone(),
+                what: "removal report",
+                detail: "it does not say how the removed node was told".into(),
+            })
+            .and_then(|p| outcome_from_pb(p, &target.hostname))?;
+        match self.authority()?.current().await {
+            Ok(state) => self.accept_local(&state).await,
+            Err(e) => tracing::warn!("could not follow the removal made by the authority: {e}"),
+        }
+        Ok(RemoveReport {
+            generation: reply.generation,
+            pushes,
+            removed_node,
+        })
+    }
+
+    /// Brings this node up to date after it was down: on the authority,
+    /// from its own record; elsewhere, from the authority (the only node
+    /// whose configurations a member accepts; another member's answer
+    /// could be made up). Returns this node's generation after.
+    ///
+    /// A node that was removed while it was down is refused by the
+    /// authority (its certificate is revoked, or it is not listed any more):
+    /// that is [`PeerError::RemovedWhileDown`], not a failure to retry.
     pub async fn catch_up(&self) -> Result<u64, PeerError> {
         let state = self.member_state()?;
+        let accept = |e: crate::node::AcceptRefusal| PeerError::Invalid(e.to_string());
+        if let Some(authority) = self.membership()?.authority.clone() {
+            let current = authority.current().await?;
+            return self.accept_state(current).await.map_err(accept);
+        }
+        let target = self.authority_target()?;
         let dialer = self.dialer()?;
         let limit = self.inner.timeouts.rpc;
         let have = state.generation();
-        let asks = state
-            .config
-            .members()
-            .filter(|m| m.id != self.node_id())
-            .cloned()
-            .map(|m| {
-                let dialer = dialer.clone();
-                async move {
-                    let ask = async {
-                        let mut client = dialer.connect(&m).await?;
-                        let reply = client
-                            .get_config(pb::GetConfigRequest {
-                                have_generation: have,
-                            })
-                            .await
-                            .map_err(|s| status_message(&m.hostname, "GetConfig", &s))?;
-                        ClusterState::from_pb(reply.get_ref()).map_err(|detail| {
-                            PeerError::Protocol {
-                                peer: m.hostname.clone(),
-                                what: "configuration",
-                                detail,
-                            }
-                        })
-                    };
-                    match tokio::time::timeout(limit, ask).await {
-                        Ok(r) => r,
-                        Err(_) => Err(PeerError::MemberUnreachable {
-                            node: m.id,
-                            hostname: m.hostname.clone(),
-                            detail: format!("no answer within {limit:?}"),
-                        }),
-                    }
-                }
-            });
-        let answers = futures::future::join_all(asks).await;
-        let mut errors = Vec::new();
-        let mut best: Option<ClusterState> = None;
-        for a in answers {
-            match a {
-                Ok(s) if s.config.cluster_id() == state.config.cluster_id() => {
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| s.generation() > b.generation())
-                    {
-                        best = Some(s);
-                    }
-                }
-                Ok(s) => errors.push(format!(
-                    "a member answered for another cluster {}",
-                    s.config.cluster_id()
-                )),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        let Some(best) = best else {
-            return Err(PeerError::Invalid(format!(
-                "no member answered with the configuration: {}",
-                errors.join("; ")
-            )));
+        let removed = |detail: String| PeerError::RemovedWhileDown {
+            node: target.id,
+            hostname: target.hostname.clone(),
+            detail,
         };
-        self.accept_state(best)
-            .await
-            .map_err(|e| PeerError::Invalid(e.to_string()))
+        let ask = async {
+            let mut client = dialer.connect(&target).await?;
+            let s = match client
+                .get_config(pb::GetConfigRequest {
+                    have_generation: have,
+                })
+                .await
+            {
+                Ok(reply) => return Ok(reply),
+                Err(s) => s,
+            };
+            if s.code() == tonic::Code::PermissionDenied {
+                return Err(removed(format!("does not list it: {}", s.message())));
+            }
+            // In TLS 1.3 the server judges the client's certificate after
+            // the client's side of the handshake is done, so a refusal
+            // reaches the call only as a closed connection (or a failed
+            // write): ask the authority's TLS for its verdict directly.
+            if dialer
+                .refusal_of_own_certificate(&target)
+                .await
+                .is_some_and(|e| is_revoked_alert(&e))
+            {
+                return Err(removed("refuses its certificate as revoked".into()));
+            }
+            Err(status_message(&target.hostname, "GetConfig", &s))
+        };
+        let reply = match tokio::time::timeout(limit, ask).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(PeerError::MemberUnreachable {
+                    node: target.id,
+                    hostname: target.hostname.clone(),
+                    detail: format!("no answer within {limit:?}"),
+                })
+            }
+        };
+        let offered =
+            ClusterState::from_pb(reply.get_ref()).map_err(|detail| PeerError::Protocol {
+                peer: target.hostname.clone(),
+                what: "configuration",
+                detail,
+            })?;
+        self.accept_state(offered).await.map_err(accept)
     }
 
     /// Has the authority renew this node's certificate (same key), stores
@@ -246,6 +361,47 @@ impl PeerNode {
         self.replace_cert(cert.clone())?;
         Ok(cert)
     }
+}
+
+/// A push outcome for the wire.
+pub(crate) fn outcome_to_pb(p: &PushOutcome) -> pb::PushResult {
+    pb::PushResult {
+        node_id: p.node.to_string(),
+        hostname: p.hostname.clone(),
+        result: Some(match &p.result {
+            Ok(generation) => pb::push_result::Result::Generation(*generation),
+            Err(e) => pb::push_result::Result::Error(e.clone()),
+        }),
+    }
+}
+
+/// A push outcome from the wire, as `peer` reported it.
+fn outcome_from_pb(p: &pb::PushResult, peer: &str) -> Result<PushOutcome, PeerError> {
+    let bad = |detail: String| PeerError::Protocol {
+        peer: peer.to_string(),
+        what: "push outcome",
+        detail,
+    };
+    let node = Uuid::parse_str(&p.node_id)
+        .map(NodeId)
+        .map_err(|e| bad(format!("{:?} is not a node id: {e}", p.node_id)))?;
+    let result = match &p.result {
+        Some(pb::push_result::Result::Generation(g)) => Ok(*g),
+        Some(pb::push_result::Result::Error(e)) => Err(e.clone()),
+        None => return Err(bad(format!("the push to {} has no result", p.hostname))),
+    };
+    Ok(PushOutcome {
+        node,
+        hostname: p.hostname.clone(),
+        result,
+    })
+}
+
+fn is_revoked_alert(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRevoked)
+    )
 }
 
 /// One push, within `limit`; `revocations` overrides the dialer's list.

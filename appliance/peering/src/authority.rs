@@ -9,18 +9,38 @@
 //! [`ClusterConfig::apply`], stored, and only then visible. Removing a
 //! member revokes, in the same step, its certificate in the configuration
 //! and every certificate the authority ever issued to that node.
+//!
+//! Certificates for new nodes are issued only by [`Authority::admit`], which
+//! adds the node (state `joining`) and signs its certificate in one stored
+//! step: there is no way to get a certificate for a node without adding
+//! it, nor one for a node that is already a member. (Signing first and
+//! adding after, as two calls, would let any member mint a certificate for
+//! any node id, an existing member's included; adding first and signing
+//! after cannot work, since the member record carries the fingerprint of
+//! the certificate.) A join through a member that is not the authority is
+//! the same one call, forwarded.
+//!
+//! Until consensus lands, the authority is the one back-end node, the one
+//! that holds the CA key; members accept configurations only from it (see
+//! `cluster_service`). So no change may move the back-end role away from it
+//! or add back-ends beside it: the key would not follow, and no member
+//! would accept the next configuration. Such changes are refused
+//! ([`AuthorityError::AuthorityStays`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use appliance_cluster::{Change, ChangeError, ClusterConfig, Member, NodeId};
+use appliance_cluster::{
+    CertFingerprint, Change, ChangeError, ClusterConfig, Member, MemberState, NodeId,
+};
 use appliance_pki::{CaCert, CaKey, NodeCert, NodeCsr, PkiError};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::client::ClusterDialer;
 use crate::error::HookError;
+use crate::node::authority_member;
 use crate::state::ClusterState;
 use crate::{pb, Clock};
 
@@ -50,6 +70,38 @@ pub enum AuthorityError {
     /// A request the authority does not serve.
     #[error("{0}")]
     Unsupported(String),
+    /// The node to admit does not match its certificate request, or is
+    /// not a new node in state `joining`.
+    #[error("the authority does not admit node {node}: {reason}; nothing was changed")]
+    NotAdmitted {
+        /// The node asked for.
+        node: NodeId,
+        /// What does not match.
+        reason: String,
+    },
+    /// The change would move the authority off the node that holds the CA key.
+    #[error(
+        "{hostname} (node {node}) holds the cluster CA key and is the authority for changes; \
+         until the cluster has consensus it must stay the only back-end node, and this change \
+         {detail}; nothing was changed"
+    )]
+    AuthorityStays {
+        /// The authority.
+        node: NodeId,
+        /// Its hostname.
+        hostname: String,
+        /// What the change would do.
+        detail: String,
+    },
+}
+
+/// What [`Authority::admit`] made: the certificate and the state with the node.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The new node's certificate.
+    pub cert: NodeCert,
+    /// The state with the node added (state `joining`, this certificate's fingerprint).
+    pub state: ClusterState,
 }
 
 /// The one place cluster changes and certificates come from.
@@ -60,9 +112,11 @@ pub trait Authority: Send + Sync {
     /// Applies `change` (checked by [`ClusterConfig::apply`], stored, the
     /// generation bumped) and returns the new state.
     async fn propose(&self, change: Change) -> Result<ClusterState, AuthorityError>;
-    /// Signs the certificate of `node` (whose join an admin member
-    /// authenticated) from its request, which must name that node.
-    async fn sign(&self, csr: &NodeCsr, node: NodeId) -> Result<NodeCert, AuthorityError>;
+    /// Adds `member` (a node whose join an admin member authenticated; state
+    /// `joining`) and signs its certificate from `csr`, which must name the
+    /// same node, hostname and addresses, in one stored step. The member's
+    /// fingerprint becomes the new certificate's.
+    async fn admit(&self, csr: &NodeCsr, member: Member) -> Result<Admission, AuthorityError>;
     /// Renews `current` (same node, same key) from `csr`.
     async fn renew(&self, current: &NodeCert, csr: &NodeCsr) -> Result<NodeCert, AuthorityError>;
 }
@@ -162,6 +216,61 @@ impl LocalAuthority {
     }
 }
 
+/// Refuses `next` if it moves the authority off the node that is it in
+/// `current` (see the module documentation). A configuration that has no
+/// single authority already is not made worse by any change.
+fn keep_authority(current: &ClusterConfig, next: &ClusterConfig) -> Result<(), AuthorityError> {
+    let Some(now) = authority_member(current) else {
+        return Ok(());
+    };
+    let detail = match authority_member(next) {
+        Some(m) if m.id == now.id => return Ok(()),
+        Some(m) => format!("would make {} the back-end node", m.hostname),
+        None => "would leave the cluster without a single back-end node".to_string(),
+    };
+    Err(AuthorityError::AuthorityStays {
+        node: now.id,
+        hostname: now.hostname.clone(),
+        detail,
+    })
+}
+
+/// The checks of [`Authority::admit`] that need no CA: the request names
+/// `member` as it is to be added.
+fn check_admission(csr: &NodeCsr, member: &Member) -> Result<(), AuthorityError> {
+    let refuse = |reason: String| AuthorityError::NotAdmitted {
+        node: member.id,
+        reason,
+    };
+    if member.state != MemberState::Joining {
+        return Err(refuse(format!(
+            "a new node is added in state joining, not {}",
+            member.state
+        )));
+    }
+    let subject = csr.verify()?.subject;
+    if subject.node_id != member.id.uuid() {
+        return Err(refuse(format!(
+            "its certificate request names node {}",
+            subject.node_id
+        )));
+    }
+    if !subject.hostname.eq_ignore_ascii_case(&member.hostname) {
+        return Err(refuse(format!(
+            "its certificate request names host {:?}, the member record {:?}",
+            subject.hostname, member.hostname
+        )));
+    }
+    let asked: BTreeSet<_> = subject.addresses.iter().collect();
+    let listed: BTreeSet<_> = member.addresses.iter().collect();
+    if asked != listed {
+        return Err(refuse(format!(
+            "its certificate request names the addresses {asked:?}, the member record {listed:?}"
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Authority for LocalAuthority {
     async fn current(&self) -> Result<ClusterState, AuthorityError> {
@@ -170,7 +279,16 @@ impl Authority for LocalAuthority {
 
     async fn propose(&self, change: Change) -> Result<ClusterState, AuthorityError> {
         let mut record = self.record.lock().await;
+        if let Change::Add(m) = &change {
+            // Only `admit` adds nodes: an added node has a certificate from
+            // this CA, and that certificate is the one its record names.
+            return Err(AuthorityError::NotAdmitted {
+                node: m.id,
+                reason: "nodes are added with their certificate (a join), not by a change".into(),
+            });
+        }
         let config = record.state.config.apply(&change)?;
+        keep_authority(&record.state.config, &config)?;
         let mut revocations = record.state.revocations.clone();
         if let Change::Remove { node } = &change {
             let in_config = record
@@ -200,17 +318,43 @@ impl Authority for LocalAuthority {
         Ok(record.state.clone())
     }
 
-    async fn sign(&self, csr: &NodeCsr, node: NodeId) -> Result<NodeCert, AuthorityError> {
+    async fn admit(&self, csr: &NodeCsr, mut member: Member) -> Result<Admission, AuthorityError> {
         let mut record = self.record.lock().await;
+        check_admission(csr, &member)?;
+        // The change is checked before anything is signed, so a node that
+        // is already a member (or would break the placement rules) gets no
+        // certificate at all.
+        let probe = record.state.config.apply(&Change::Add(member.clone()))?;
+        keep_authority(&record.state.config, &probe)?;
+        let node = member.id;
         let cert = self.ca.sign_node_csr(csr, node.uuid(), (self.clock)())?;
-        let mut next = record.clone();
+        member.fingerprint = CertFingerprint::of_certificate_der(cert.der());
+        let hostname = member.hostname.clone();
+        let config = record.state.config.apply(&Change::Add(member))?;
+        let mut next = AuthorityRecord {
+            state: ClusterState {
+                config,
+                revocations: record.state.revocations.clone(),
+            },
+            issued: record.issued.clone(),
+        };
         next.issued
             .entry(node)
             .or_default()
             .insert(cert.fingerprint());
         self.store(&next)?;
         *record = next;
-        Ok(cert)
+        tracing::info!(
+            generation = record.state.generation(),
+            %node,
+            %hostname,
+            fingerprint = %cert.fingerprint(),
+            "cluster change made: admitted a node and signed its certificate"
+        );
+        Ok(Admission {
+            cert,
+            state: record.state.clone(),
+        })
     }
 
     async fn renew(&self, current: &NodeCert, csr: &NodeCsr) -> Result<NodeCert, AuthorityError> {
@@ -323,17 +467,27 @@ impl Authority for RemoteAuthority {
         self.state(reply.get_ref())
     }
 
-    async fn sign(&self, csr: &NodeCsr, node: NodeId) -> Result<NodeCert, AuthorityError> {
+    async fn admit(&self, csr: &NodeCsr, member: Member) -> Result<Admission, AuthorityError> {
+        let member_json = serde_json::to_string(&member)
+            .map_err(|e| AuthorityError::Unsupported(format!("cannot encode the member: {e}")))?;
         let reply = self
             .client()
             .await?
-            .sign(pb::SignRequest {
-                node_id: node.to_string(),
+            .admit(pb::AdmitRequest {
+                member_json,
                 csr_der: csr.der().to_vec(),
             })
             .await
-            .map_err(|s| self.remote(s.message()))?;
-        self.cert(reply.into_inner())
+            .map_err(|s| self.remote(s.message()))?
+            .into_inner();
+        let state = reply
+            .state
+            .as_ref()
+            .ok_or_else(|| self.remote("its answer has no cluster configuration"))?;
+        Ok(Admission {
+            cert: NodeCert::from_der(reply.cert_der).map_err(|e| self.remote(e))?,
+            state: self.state(state)?,
+        })
     }
 
     async fn renew(&self, current: &NodeCert, csr: &NodeCsr) -> Result<NodeCert, AuthorityError> {
@@ -361,7 +515,7 @@ mod tests {
     use std::time::SystemTime;
 
     use appliance_cluster::{CertFingerprint, MemberState, Role};
-    use appliance_pki::RevocationList;
+    use appliance_pki::{NodeKey, NodeSubject, RevocationList};
     use uuid::Uuid;
 
     use super::*;
@@ -404,6 +558,23 @@ mod tests {
         }
     }
 
+    /// Member `n` as a join adds it (joining), and its certificate request.
+    fn joining(n: u8, roles: &[Role]) -> (Member, NodeCsr) {
+        let mut m = member(n, roles);
+        m.state = MemberState::Joining;
+        (m.clone(), csr_for(&m))
+    }
+
+    fn csr_for(m: &Member) -> NodeCsr {
+        let key = NodeKey::generate().unwrap();
+        let subject = NodeSubject {
+            node_id: m.id.uuid(),
+            hostname: m.hostname.clone(),
+            addresses: m.addresses.clone(),
+        };
+        NodeCsr::build(&key, &subject).unwrap()
+    }
+
     fn authority(persist: Arc<dyn Persist>) -> LocalAuthority {
         let ca = CaKey::create("test", SystemTime::now()).unwrap();
         LocalAuthority::new(ca, record(), persist, crate::system_clock())
@@ -412,10 +583,8 @@ mod tests {
     #[tokio::test]
     async fn a_change_that_cannot_be_stored_is_not_made() {
         let a = authority(Arc::new(Refusing));
-        let e = a
-            .propose(Change::Add(member(2, &[Role::Frontend])))
-            .await
-            .unwrap_err();
+        let (m, csr) = joining(2, &[Role::Frontend]);
+        let e = a.admit(&csr, m).await.unwrap_err();
         assert!(e.to_string().contains("the disk is full"), "{e}");
         assert_eq!(a.record().await, record());
     }
@@ -424,9 +593,16 @@ mod tests {
     async fn removal_revokes_every_certificate_issued_to_the_node() {
         let persist = Arc::new(MemoryPersist::default());
         let a = authority(persist.clone());
-        a.propose(Change::Add(member(2, &[Role::Frontend])))
-            .await
-            .unwrap();
+        let (m, csr) = joining(2, &[Role::Frontend]);
+        let admitted = a.admit(&csr, m).await.unwrap();
+        let listed = admitted
+            .state
+            .config
+            .member(&NodeId(Uuid::from_u128(2)))
+            .unwrap()
+            .clone();
+        assert_eq!(listed.state, MemberState::Joining);
+        assert_eq!(listed.fingerprint.to_string(), admitted.cert.fingerprint());
         let state = a
             .propose(Change::Remove {
                 node: NodeId(Uuid::from_u128(2)),
@@ -435,11 +611,7 @@ mod tests {
             .unwrap();
         let revoked: BTreeSet<&str> = state.revocations.fingerprints().collect();
         assert!(revoked.contains("ab".repeat(32).as_str()));
-        assert!(revoked.contains(
-            CertFingerprint::of_certificate_der(&[2])
-                .to_string()
-                .as_str()
-        ));
+        assert!(revoked.contains(admitted.cert.fingerprint().as_str()));
         assert_eq!(persist.saves(), 2);
         // What is stored reads back the same.
         let stored = persist.last().unwrap();
@@ -455,11 +627,77 @@ mod tests {
     async fn refused_changes_are_not_stored() {
         let persist = Arc::new(MemoryPersist::default());
         let a = authority(persist.clone());
-        let e = a
-            .propose(Change::Add(member(2, &[Role::Backend])))
-            .await
-            .unwrap_err();
+        let (m, csr) = joining(2, &[Role::Backend]);
+        let e = a.admit(&csr, m).await.unwrap_err();
         assert!(matches!(e, AuthorityError::Refused(_)), "{e}");
         assert_eq!(persist.saves(), 0);
+    }
+
+    #[tokio::test]
+    async fn no_certificate_without_adding_a_new_joining_node() {
+        let persist = Arc::new(MemoryPersist::default());
+        let a = authority(persist.clone());
+        // An existing member's id: refused before anything is signed.
+        let existing = member(1, &[Role::Frontend]);
+        let mut as_joining = existing.clone();
+        as_joining.state = MemberState::Joining;
+        let e = a.admit(&csr_for(&existing), as_joining).await.unwrap_err();
+        assert!(e.to_string().contains("already a member"), "{e}");
+        // A request for another node than the one added.
+        let (m, _) = joining(2, &[Role::Frontend]);
+        let (_, other) = joining(3, &[Role::Frontend]);
+        let e = a.admit(&other, m.clone()).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("request names node 00000000-0000-0000-0000-000000000003"),
+            "{e}"
+        );
+        // Another hostname, other addresses than the member record's.
+        let mut renamed = m.clone();
+        renamed.hostname = "node-x".into();
+        assert!(a.admit(&csr_for(&renamed), m.clone()).await.is_err());
+        let mut moved = m.clone();
+        moved.addresses = vec!["10.77.0.99".parse().unwrap()];
+        assert!(a.admit(&csr_for(&moved), m.clone()).await.is_err());
+        // Not as an active node.
+        let mut active = m.clone();
+        active.state = MemberState::Active;
+        let e = a.admit(&csr_for(&m), active).await.unwrap_err();
+        assert!(e.to_string().contains("not active"), "{e}");
+        // Nor added by a plain change (it would carry no certificate of ours).
+        let e = a.propose(Change::Add(m)).await.unwrap_err();
+        assert!(matches!(e, AuthorityError::NotAdmitted { .. }), "{e}");
+        assert_eq!(persist.saves(), 0);
+        assert_eq!(a.record().await, record());
+    }
+
+    #[tokio::test]
+    async fn the_authority_keeps_the_back_end_role() {
+        let persist = Arc::new(MemoryPersist::default());
+        let a = authority(persist.clone());
+        let (m, csr) = joining(2, &[Role::Frontend]);
+        a.admit(&csr, m).await.unwrap();
+        let before = a.record().await;
+        let (one, two) = (NodeId(Uuid::from_u128(1)), NodeId(Uuid::from_u128(2)));
+        // Moving the back-end role to node 2 (the rules alone allow it).
+        let moved = Change::SetRoles {
+            roles: BTreeMap::from([
+                (one, BTreeSet::from([Role::Frontend])),
+                (two, BTreeSet::from([Role::Frontend, Role::Backend])),
+            ]),
+        };
+        assert!(before.state.config.apply(&moved).is_ok());
+        let e = a.propose(moved).await.unwrap_err();
+        assert!(matches!(e, AuthorityError::AuthorityStays { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("would make node-2 the back-end node"),
+            "{e}"
+        );
+        assert_eq!(a.record().await, before);
+        // Changes that keep it are made.
+        a.propose(Change::set_roles(one, [Role::Backend]))
+            .await
+            .unwrap();
     }
 }

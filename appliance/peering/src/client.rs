@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use appliance_cluster::{CertFingerprint, Member, NodeId};
 use appliance_pki::tls::{cluster_client_config, join_client_config};
@@ -92,6 +93,19 @@ impl ClusterDialer {
             .await
     }
 
+    /// As [`ClusterDialer::connect`], with `rpc` as the time limit of each
+    /// call instead of the usual one: for a call that waits for the server's
+    /// own calls (the authority pushing to every member).
+    pub(crate) async fn connect_with_rpc_limit(
+        &self,
+        member: &Member,
+        rpc: Duration,
+    ) -> Result<ClusterClient<Channel>, PeerError> {
+        let mut patient = self.clone();
+        patient.timeouts.rpc = rpc;
+        patient.connect(member).await
+    }
+
     /// As [`ClusterDialer::connect`], with another revocation list for the
     /// server's certificate (the last push to a removed node, whose
     /// certificate the current list already refuses).
@@ -131,6 +145,27 @@ impl ClusterDialer {
             cluster_client_config(&self.ca, &self.cert, &self.key, revocations, node.uuid())?;
         let (channel, _) = transport::connect(address, config, &self.timeouts).await?;
         Ok(ClusterClient::new(channel))
+    }
+
+    /// Whether `member` refuses this node's certificate: the TLS error it
+    /// ends a fresh connection with (an alert such as `CertificateRevoked`),
+    /// read before anything is written, so no other failure can come first.
+    /// `None` if it said nothing within the connect time limit, or cannot
+    /// be reached.
+    pub(crate) async fn refusal_of_own_certificate(
+        &self,
+        member: &Member,
+    ) -> Option<rustls::Error> {
+        let address = self.resolver.addresses(member).into_iter().next()?;
+        let config = cluster_client_config(
+            &self.ca,
+            &self.cert,
+            &self.key,
+            self.revocations.clone(),
+            member.id.uuid(),
+        )
+        .ok()?;
+        transport::tls_verdict(address, config, self.timeouts.connect).await
     }
 }
 

@@ -1,17 +1,22 @@
 //! A member's `Cluster` service. Every call must come over cluster mutual
 //! TLS (the caller's node id is the one its CA-signed certificate names)
-//! from a node the member's configuration lists; `Propose`, `Sign` and
-//! `Renew` are served by the authority only.
+//! from a node the member's configuration lists; `Propose`, `Admit`,
+//! `Distribute`, `Remove` and `Renew` are served by the authority only.
+//! `PushConfig` is accepted only from the node that is the authority in
+//! this member's current configuration: any member holds a valid
+//! certificate, only the authority makes configurations.
 
 use std::sync::Arc;
 
-use appliance_cluster::{Change, DiffError, NodeId};
+use appliance_cluster::{Change, DiffError, Member, NodeId};
 use appliance_pki::{NodeCert, NodeCsr};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::admin::{outcome_to_pb, PushOutcome};
 use crate::authority::{Authority, AuthorityError};
-use crate::node::{AcceptRefusal, PeerNode};
+use crate::error::PeerError;
+use crate::node::{authority_member, AcceptRefusal, PeerNode};
 use crate::pb;
 use crate::state::ClusterState;
 use crate::transport::{ChannelKind, PeerInfo};
@@ -38,7 +43,27 @@ fn authority_status(e: &AuthorityError) -> Status {
         AuthorityError::Pki(_) => Status::invalid_argument(msg),
         AuthorityError::Persist(_) | AuthorityError::Remote { .. } => Status::unavailable(msg),
         AuthorityError::Unsupported(_) => Status::unimplemented(msg),
+        AuthorityError::NotAdmitted { .. } => Status::invalid_argument(msg),
+        AuthorityError::AuthorityStays { .. } => Status::failed_precondition(msg),
     }
+}
+
+fn peer_status(e: &PeerError) -> Status {
+    let msg = e.to_string();
+    match e {
+        PeerError::Authority(a) => authority_status(a),
+        PeerError::Unreachable { .. } | PeerError::MemberUnreachable { .. } => {
+            Status::unavailable(msg)
+        }
+        PeerError::Invalid(_) | PeerError::Pki(_) => Status::invalid_argument(msg),
+        _ => Status::failed_precondition(msg),
+    }
+}
+
+fn node_id(text: &str) -> Result<NodeId, Status> {
+    Uuid::parse_str(text)
+        .map(NodeId)
+        .map_err(|e| Status::invalid_argument(format!("{text:?} is not a node id: {e}")))
 }
 
 impl ClusterService {
@@ -110,21 +135,35 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::ClusterState>,
     ) -> Result<Response<pb::PushReply>, Status> {
         let (info, caller) = self.caller(&req)?;
-        let offered = ClusterState::from_pb(req.get_ref()).map_err(|e| {
-            tracing::warn!(peer = %info.remote, "refused a pushed configuration: {e}");
-            Status::invalid_argument(e)
-        })?;
         let current = self
             .node
             .member_state()
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        // A member that joined while this node was down is only in the offered one.
-        if current.config.member(&caller).is_none() && offered.config.member(&caller).is_none() {
-            tracing::warn!(peer = %info.remote, %caller, "refused a pushed configuration: the caller is not a member");
+        // Only the authority of the configuration this node has may push the
+        // next one: that also covers a push that hands the authority to
+        // another node (its old holder pushes it) and the last push to a
+        // removed node (whose configuration still names the authority).
+        let authority = authority_member(&current.config);
+        if authority.map(|m| m.id) != Some(caller) {
+            let who = match authority {
+                Some(m) => format!("{} (node {})", m.hostname, m.id),
+                None => "none: the configuration has no single back-end node".into(),
+            };
+            tracing::warn!(
+                peer = %info.remote,
+                %caller,
+                authority = %who,
+                "refused a pushed configuration: the caller is not the authority"
+            );
             return Err(Status::permission_denied(format!(
-                "node {caller} is not a member of this cluster"
+                "node {caller} is not the cluster's authority, so its configuration is not \
+                 accepted; the authority is {who}"
             )));
         }
+        let offered = ClusterState::from_pb(req.get_ref()).map_err(|e| {
+            tracing::warn!(peer = %info.remote, "refused a pushed configuration: {e}");
+            Status::invalid_argument(e)
+        })?;
         let offered_generation = offered.generation();
         match self.node.accept_state(offered).await {
             Ok(generation) => Ok(Response::new(pb::PushReply { generation })),
@@ -144,7 +183,19 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::ClusterState>, Status> {
-        let (info, caller, state) = self.member_caller(&req, "GetConfig")?;
+        let (info, caller, mut state) = self.member_caller(&req, "GetConfig")?;
+        // The authority answers with its record, the newest state there is.
+        if let Some(authority) = self
+            .node
+            .membership()
+            .ok()
+            .and_then(|m| m.authority.clone())
+        {
+            state = authority
+                .current()
+                .await
+                .map_err(|e| authority_status(&e))?;
+        }
         tracing::debug!(
             peer = %info.remote,
             %caller,
@@ -176,28 +227,124 @@ impl pb::cluster_server::Cluster for ClusterService {
         Ok(Response::new(encode(&next)?))
     }
 
-    async fn sign(
+    async fn admit(
         &self,
-        req: Request<pb::SignRequest>,
-    ) -> Result<Response<pb::Certificate>, Status> {
-        let (info, caller, _) = self.member_caller(&req, "Sign")?;
-        let authority = self.authority(&info, "Sign")?;
-        let node = Uuid::parse_str(&req.get_ref().node_id)
-            .map(NodeId)
-            .map_err(|e| {
-                Status::invalid_argument(format!(
-                    "{:?} is not a node id: {e}",
-                    req.get_ref().node_id
-                ))
-            })?;
+        req: Request<pb::AdmitRequest>,
+    ) -> Result<Response<pb::AdmitReply>, Status> {
+        let (info, caller, _) = self.member_caller(&req, "Admit")?;
+        let authority = self.authority(&info, "Admit")?;
+        let member: Member = serde_json::from_str(&req.get_ref().member_json)
+            .map_err(|e| Status::invalid_argument(format!("the member is not valid: {e}")))?;
+        let node = member.id;
         let csr = NodeCsr::from_der(req.get_ref().csr_der.clone());
-        let cert = authority.sign(&csr, node).await.map_err(|e| {
-            tracing::warn!(peer = %info.remote, %caller, %node, "signing refused: {e}");
+        let admission = authority.admit(&csr, member).await.map_err(|e| {
+            tracing::warn!(peer = %info.remote, %caller, %node, "admission refused: {e}");
             authority_status(&e)
         })?;
-        tracing::info!(%caller, %node, fingerprint = %cert.fingerprint(), "signed a joining node's certificate");
-        Ok(Response::new(pb::Certificate {
-            cert_der: cert.der().to_vec(),
+        tracing::info!(
+            %caller,
+            %node,
+            fingerprint = %admission.cert.fingerprint(),
+            generation = admission.state.generation(),
+            "admitted a joining node and signed its certificate"
+        );
+        self.node.accept_local(&admission.state).await;
+        Ok(Response::new(pb::AdmitReply {
+            cert_der: admission.cert.der().to_vec(),
+            state: Some(encode(&admission.state)?),
+        }))
+    }
+
+    async fn distribute(
+        &self,
+        req: Request<pb::DistributeRequest>,
+    ) -> Result<Response<pb::DistributeReply>, Status> {
+        let (info, caller, _) = self.member_caller(&req, "Distribute")?;
+        let authority = self.authority(&info, "Distribute")?;
+        let state = authority
+            .current()
+            .await
+            .map_err(|e| authority_status(&e))?;
+        let asked = req.get_ref().generation;
+        if state.generation() < asked {
+            return Err(Status::failed_precondition(format!(
+                "asked to push generation {asked}, but the authority has generation {}",
+                state.generation()
+            )));
+        }
+        let mut skip = req
+            .get_ref()
+            .skip
+            .iter()
+            .map(|s| node_id(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let me = self.node.node_id();
+        let report_me = !skip.contains(&me);
+        skip.push(me);
+        let mut pushes = self
+            .node
+            .push_to_members(&state, &skip)
+            .await
+            .map_err(|e| peer_status(&e))?;
+        if report_me {
+            // The authority has the state already: it made it.
+            let own = self.node.member_state().map(|s| s.generation());
+            pushes.insert(
+                0,
+                PushOutcome {
+                    node: me,
+                    hostname: state
+                        .config
+                        .member(&me)
+                        .map(|m| m.hostname.clone())
+                        .unwrap_or_default(),
+                    result: own.map_err(|e| e.to_string()),
+                },
+            );
+        }
+        tracing::info!(
+            %caller,
+            generation = state.generation(),
+            failed = pushes.iter().filter(|p| p.result.is_err()).count(),
+            "pushed the configuration for a member"
+        );
+        Ok(Response::new(pb::DistributeReply {
+            pushes: pushes.iter().map(outcome_to_pb).collect(),
+        }))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::RemoveReply>, Status> {
+        let (info, caller, state) = self.member_caller(&req, "Remove")?;
+        self.authority(&info, "Remove")?;
+        let node = node_id(&req.get_ref().node_id)?;
+        if node == caller {
+            return Err(Status::failed_precondition(
+                "a node cannot remove itself; remove it from another member",
+            ));
+        }
+        if node == self.node.node_id() {
+            let hostname = state
+                .config
+                .member(&node)
+                .map(|m| m.hostname.clone())
+                .unwrap_or_default();
+            return Err(Status::failed_precondition(format!(
+                "{hostname} (node {node}) holds the cluster CA key and is the authority for \
+                 changes; it cannot be removed until the cluster has consensus"
+            )));
+        }
+        let report = self.node.remove_member(node).await.map_err(|e| {
+            tracing::warn!(peer = %info.remote, %caller, %node, "removal refused: {e}");
+            peer_status(&e)
+        })?;
+        tracing::info!(%caller, %node, generation = report.generation, "removed a member for a member");
+        Ok(Response::new(pb::RemoveReply {
+            generation: report.generation,
+            pushes: report.pushes.iter().map(outcome_to_pb).collect(),
+            removed_node: Some(outcome_to_pb(&report.removed_node)),
         }))
     }
 

@@ -69,6 +69,22 @@ pub enum PeerError {
     /// A request the caller should not make.
     #[error("{0}")]
     Invalid(String),
+    /// Catching up: the authority refuses this node's certificate (revoked)
+    /// or does not list it any more. The node was removed from the cluster
+    /// while it was down; it cannot become a member again by catching up.
+    #[error(
+        "this node was removed from the cluster while it was down: the cluster's authority \
+         {hostname} (node {node}) {detail}; it is no longer a member, and can come back only \
+         by being joined again with a join code"
+    )]
+    RemovedWhileDown {
+        /// The authority.
+        node: NodeId,
+        /// Its hostname.
+        hostname: String,
+        /// What the authority said.
+        detail: String,
+    },
     /// Serving the peer port failed.
     #[error("the peer port server failed: {0}")]
     Serve(String),

@@ -4,12 +4,14 @@
 //! Order: connect to the appliance's join port and ask its facts (the
 //! round trip proves it reachable and samples its clock); preflight; the
 //! PAKE over `Handshake`, bound to this node's certificate and the one the
-//! connection shows; the appliance's certificate request, signed by the
-//! authority; the change (`Add`), made by the authority; the bundle, sealed;
-//! the appliance's acknowledgement; then the push to every other member.
-//! Nothing in the cluster changes before preflight passed and the PAKE
-//! confirmed both sides; an appliance that does not acknowledge is taken
-//! out again.
+//! connection shows; the appliance's certificate request, which must be for
+//! the key of that certificate; the admission (the node added and its
+//! certificate signed, one step of the authority); the bundle, sealed; the
+//! appliance's acknowledgement; then the push to every other member (by the
+//! authority: members accept configurations from it only). Nothing in the
+//! cluster changes before preflight passed, the PAKE confirmed both sides
+//! and the request checked out; an appliance that does not acknowledge is
+//! taken out again.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -256,6 +258,9 @@ impl PeerNode {
             }
         };
         let candidate = candidate_facts(&conn, &facts, roles, (sent, received))?;
+        // The certificate the PAKE binds (by its fingerprint): the one
+        // whose key the new node's certificate must be for.
+        let join_cert = conn.peer_cert_der().to_vec();
         ev.send(JoinProgress::Facts {
             node: candidate.node_id,
             hostname: candidate.hostname.clone(),
@@ -319,27 +324,26 @@ impl PeerNode {
         })
         .await;
 
-        // Certificate, then the change.
+        // The request, then the admission: the node added and its
+        // certificate signed in one step of the authority.
         let request = stream
             .next_sealed(&mut channel, "certificate request")
             .await?;
         let request = pb::JoinRequest::decode(request.as_slice())
             .map_err(|e| format!("the appliance's join request does not decode: {e}"))?;
         let csr = NodeCsr::from_der(request.csr_der);
-        check_csr(&csr, &candidate).map_err(|e| nothing(&e))?;
+        check_csr(&csr, &candidate, &join_cert).map_err(|e| nothing(&e))?;
         let node = candidate.node_id;
-        let cert = authority.sign(&csr, node).await.map_err(|e| nothing(&e))?;
+        let admission = authority
+            .admit(&csr, candidate.member())
+            .await
+            .map_err(|e| nothing(&e))?;
+        let (cert, next) = (admission.cert, admission.state);
         ev.send(JoinProgress::Certified {
             node,
             fingerprint: cert.fingerprint(),
         })
         .await;
-        let mut member = candidate.member();
-        member.fingerprint = CertFingerprint::of_certificate_der(cert.der());
-        let next = authority
-            .propose(Change::Add(member))
-            .await
-            .map_err(|e| nothing(&e))?;
         let generation = next.generation();
         self.accept_local(&next).await;
         ev.send(JoinProgress::Added { node, generation }).await;
@@ -359,7 +363,7 @@ impl PeerNode {
         })
         .await;
         let pushes = self
-            .push_to_members(&next, &[self.node_id(), node])
+            .distribute(&next, &[self.node_id(), node])
             .await
             .map_err(|e| e.to_string())?;
         for p in pushes {
@@ -484,12 +488,25 @@ fn candidate_facts(
     })
 }
 
-/// The request must name the node preflight checked, with its hostname and addresses.
-fn check_csr(csr: &NodeCsr, candidate: &CandidateFacts) -> Result<(), String> {
-    let subject = csr
-        .verify()
-        .map_err(|e| format!("the appliance's {e}"))?
-        .subject;
+/// The request must name the node preflight checked, with its hostname and
+/// addresses, and be for the key of `join_cert` (DER), the certificate the
+/// appliance's connection showed and the PAKE bound: the certificate signed
+/// is then for the key that was authenticated, not one the appliance (or a
+/// relay that knew the code) chose afterwards.
+fn check_csr(csr: &NodeCsr, candidate: &CandidateFacts, join_cert: &[u8]) -> Result<(), String> {
+    let verified = csr.verify().map_err(|e| format!("the appliance's {e}"))?;
+    match verified.matches_certificate(join_cert) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "the appliance's certificate request is for another key than its join \
+                 certificate {} (the one the handshake confirmed)",
+                candidate.fingerprint
+            ))
+        }
+        Err(e) => return Err(format!("the appliance's join certificate: {e}")),
+    }
+    let subject = verified.subject;
     if subject.node_id != candidate.node_id.uuid() {
         return Err(format!(
             "the appliance's certificate request names node {}, its facts node {}",

@@ -500,16 +500,25 @@ impl PeerNode {
         if let Some(a) = &m.authority {
             return Ok(a.clone());
         }
+        Ok(Arc::new(RemoteAuthority::new(
+            self.dialer()?,
+            self.authority_target()?,
+        )))
+    }
+
+    /// The member that is the authority in this node's configuration.
+    pub(crate) fn authority_target(&self) -> Result<Member, PeerError> {
         let state = self.member_state()?;
-        let target = authority_member(&state.config).ok_or_else(|| {
+        authority_member(&state.config).cloned().ok_or_else(|| {
             PeerError::Invalid(
                 "the cluster has no single back-end node to act as its authority".into(),
             )
-        })?;
-        Ok(Arc::new(RemoteAuthority::new(
-            self.dialer()?,
-            target.clone(),
-        )))
+        })
+    }
+
+    /// Whether this node holds the authority (the CA key).
+    pub(crate) fn is_authority(&self) -> bool {
+        self.membership().is_ok_and(|m| m.authority.is_some())
     }
 
     /// Accepts `new` if it is this cluster's, not older than what the node

@@ -273,6 +273,29 @@ impl tower::Service<Uri> for OneTlsConnection {
     }
 }
 
+/// The TLS error with which the server at `address` ends a connection made
+/// with `config` (its verdict on the client's certificate, which in TLS 1.3
+/// comes after the client's side of the handshake is done), read before
+/// anything is written so that nothing else can fail first. `None` if the
+/// connection cannot be made, or the server says nothing (accepts the
+/// certificate) or closes within `limit`.
+pub(crate) async fn tls_verdict(
+    address: SocketAddr,
+    config: Arc<ClientConfig>,
+    limit: Duration,
+) -> Option<rustls::Error> {
+    use tokio::io::AsyncReadExt;
+    let run = async {
+        let tcp = TcpStream::connect(address).await.ok()?;
+        let name = ServerName::IpAddress(address.ip().into());
+        let mut tls = TlsConnector::from(config).connect(name, tcp).await.ok()?;
+        let mut byte = [0u8; 1];
+        let e = tls.read(&mut byte).await.err()?;
+        e.get_ref()?.downcast_ref::<rustls::Error>().cloned()
+    };
+    tokio::time::timeout(limit, run).await.ok().flatten()
+}
+
 /// Opens one TLS connection to `address` with `config` and a tonic channel
 /// over it; returns the channel and the server's certificate.
 pub(crate) async fn connect(
