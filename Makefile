@@ -29,7 +29,7 @@ image-reproducible: image
 ## Everything CI runs: formatting, lints, unit, kernel and multi-node tests.
 test: deps check image-reproducible
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace -- --test-threads=2
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
 
 ## cargo fmt and clippy, as on every commit.
 check: deps

@@ -93,7 +93,12 @@ async fn run_command(
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // Written before waiting: nft reads all of stdin before it prints
         // anything, so this cannot deadlock on a full stdout pipe.
-        pipe.write_all(&data).await?;
+        // A program that exits without reading all of it (a refusal) closes
+        // the pipe: its exit status and stderr then say more than EPIPE.
+        match pipe.write_all(&data).await {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
+            _ => {}
+        }
         drop(pipe);
     }
     let out = child.wait_with_output().await?;
