@@ -9,6 +9,7 @@ pub mod bins;
 pub mod lan;
 pub mod netns;
 pub mod node;
+pub mod steady;
 pub mod vm;
 pub mod vmnet;
 pub mod wait;

@@ -16,6 +16,7 @@ use common::*;
 use qa::lan::Lan;
 use qa::netns::Netns;
 use qa::node::{HostedNode, NodeSpec};
+use qa::steady::Steady;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")

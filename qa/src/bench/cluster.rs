@@ -12,10 +12,6 @@
 //! [`EVERY`]; a reply later than [`STALL`] (a lost segment waits for a TCP
 //! retransmission, at least 200 ms) or none at all counts as lost.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,9 +19,10 @@ use appliance_api::v1::{
     ClusterAddRequest, ClusterFormRequest, ClusterRemoveRequest, ClusterStatusReply,
     ClusterStatusRequest,
 };
-use qa::lan::{connect_from, Lan};
+use qa::lan::Lan;
 use qa::netns::Netns;
 use qa::node::{HostedNode, NodeSpec};
+use qa::steady::Steady;
 
 use super::{median, Metric};
 
@@ -171,7 +168,7 @@ async fn joins() -> anyhow::Result<(Vec<f64>, u64, u64)> {
     add(&a, "10.77.0.13", code_of(&c).await?).await?;
     converged(&[&a, &c], 2).await?;
 
-    let kept = Kept::start(&outsider, "10.77.0.11:8080".parse()?)?;
+    let kept = Steady::start(&outsider, "10.77.0.11:8080".parse()?, EVERY, STALL)?;
     let mut latencies = Vec::new();
     for _ in 0..CYCLES {
         // The code is read before the clock starts: the admin has it in hand.
@@ -187,89 +184,11 @@ async fn joins() -> anyhow::Result<(Vec<f64>, u64, u64)> {
             .await?;
         converged(&[&a, &c], 2).await?;
     }
-    let (lost, exchanges) = kept.finish()?;
-    Ok((latencies, lost, exchanges))
-}
-
-/// One kept HTTP connection with a request every [`EVERY`].
-struct Kept {
-    stop: Arc<AtomicBool>,
-    lost: Arc<AtomicU64>,
-    exchanges: Arc<AtomicU64>,
-    handle: std::thread::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Kept {
-    fn start(ns: &Netns, addr: SocketAddr) -> anyhow::Result<Kept> {
-        let conn = connect_from(ns, addr, Duration::from_secs(3))??;
-        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-        conn.set_nodelay(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let lost = Arc::new(AtomicU64::new(0));
-        let exchanges = Arc::new(AtomicU64::new(0));
-        let (s, l, x) = (stop.clone(), lost.clone(), exchanges.clone());
-        let handle = std::thread::spawn(move || {
-            let mut writer = conn;
-            let mut reader = BufReader::new(writer.try_clone()?);
-            // Bounded: an hour of exchanges.
-            let most = 3600 * 1000 / EVERY.as_millis().max(1);
-            for _ in 0..most {
-                if s.load(Ordering::SeqCst) {
-                    return Ok(());
-                }
-                let started = Instant::now();
-                let answered = exchange(&mut writer, &mut reader);
-                x.fetch_add(1, Ordering::SeqCst);
-                if answered.is_err() || started.elapsed() > STALL {
-                    l.fetch_add(1, Ordering::SeqCst);
-                }
-                answered.context("the kept connection broke")?;
-                std::thread::sleep(EVERY);
-            }
-            Ok(())
-        });
-        Ok(Kept {
-            stop,
-            lost,
-            exchanges,
-            handle,
-        })
+    let report = kept.finish();
+    if let Some(e) = report.error {
+        anyhow::bail!("the kept connection broke: {e}");
     }
-
-    /// Stops; returns the replies lost and the exchanges made.
-    fn finish(self) -> anyhow::Result<(u64, u64)> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("the kept connection's thread panicked"))??;
-        Ok((
-            self.lost.load(Ordering::SeqCst),
-            self.exchanges.load(Ordering::SeqCst),
-        ))
-    }
-}
-
-/// One keep-alive `GET /healthz` and its whole reply.
-fn exchange(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>) -> anyhow::Result<()> {
-    writer.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")?;
-    let mut status = String::new();
-    reader.read_line(&mut status)?;
-    anyhow::ensure!(status.starts_with("HTTP/1.1 200"), "answered {status:?}");
-    let mut length = 0usize;
-    for _ in 0..64 {
-        let mut h = String::new();
-        anyhow::ensure!(reader.read_line(&mut h)? > 0, "the connection closed");
-        let h = h.trim_end();
-        if h.is_empty() {
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body)?;
-            return Ok(());
-        }
-        if let Some((name, value)) = h.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse()?;
-            }
-        }
-    }
-    anyhow::bail!("more than 64 header lines")
+    // Unanswered or slower than STALL: lost.
+    let lost = report.stalled + (report.sent - report.answered);
+    Ok((latencies, lost, report.sent))
 }
