@@ -205,13 +205,7 @@ impl CaKey {
         .min(self.cert.not_after());
         params.not_before = to_offset(start, "the node certificate's start of validity")?;
         params.not_after = to_offset(end, "the node certificate's end of validity")?;
-        params.serial_number = Some(SerialNumber::from_slice(&random_bytes::<16>()?));
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        node_profile(&mut params)?;
         params.use_authority_key_identifier_extension = true;
         let cert = params
             .signed_by(public_key, &self.issuer)
@@ -235,6 +229,20 @@ impl fmt::Debug for CaKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CaKey(certificate SHA-256 {})", self.cert.fingerprint())
     }
+}
+
+/// What every node certificate is, CA-signed or the self-signed join one: a
+/// leaf with a random 128-bit serial, for signatures, usable as TLS server
+/// and client alike. One place, so the two kinds cannot drift apart.
+pub(crate) fn node_profile(params: &mut CertificateParams) -> Result<(), PkiError> {
+    params.serial_number = Some(SerialNumber::from_slice(&random_bytes::<16>()?));
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,11 +6,9 @@
 
 use std::time::SystemTime;
 
-use rcgen::{ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SerialNumber};
-
-use crate::ca::{BACKDATE, NODE_CERT_VALIDITY};
+use crate::ca::{node_profile, BACKDATE, NODE_CERT_VALIDITY};
 use crate::time_conv::{add, sub, to_offset};
-use crate::{random_bytes, NodeCert, NodeKey, NodeSubject, PkiError};
+use crate::{NodeCert, NodeKey, NodeSubject, PkiError};
 
 /// A self-signed certificate for `subject` with `key`, valid
 /// [`NODE_CERT_VALIDITY`] from `now`. The caller may keep it (its
@@ -33,13 +31,7 @@ pub fn self_signed_join_cert(
         )?,
         "the join certificate's end of validity",
     )?;
-    params.serial_number = Some(SerialNumber::from_slice(&random_bytes::<16>()?));
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    node_profile(&mut params)?;
     let cert = params
         .self_signed(key.pair())
         .map_err(|source| PkiError::Rcgen {
