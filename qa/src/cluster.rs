@@ -11,10 +11,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::Context;
-use appliance_api::v1::ClusterStatusRequest;
 use qa::lan::Lan;
 use qa::netns::Netns;
-use qa::node::{HostedNode, NodeSpec};
+use qa::node::{wait_converged, HostedNode, NodeSpec};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Where each node's directory is linked from: `ROOT/node-a/run/applianced.sock`.
@@ -141,7 +140,14 @@ async fn start(c: &mut Cluster) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let generation = converged(&c.nodes).await?;
+    let nodes: Vec<&HostedNode> = c.nodes.iter().collect();
+    let generation = wait_converged(
+        &nodes,
+        nodes.len(),
+        CONVERGE_LIMIT,
+        Duration::from_millis(100),
+    )
+    .await?;
     println!("every node is an active member at generation {generation}");
     Ok(())
 }
@@ -179,38 +185,6 @@ async fn ctl_json(node: &HostedNode, args: &[&str]) -> anyhow::Result<serde_json
     );
     serde_json::from_slice(&out.stdout)
         .with_context(|| format!("reading the JSON of appliancectl {}", args.join(" ")))
-}
-
-/// Waits until every node is a member at one generation with all of them
-/// active; returns that generation.
-async fn converged(nodes: &[HostedNode]) -> anyhow::Result<u64> {
-    qa::wait::until_async(
-        CONVERGE_LIMIT,
-        Duration::from_millis(100),
-        "every node to be an active member at the same generation",
-        || async {
-            let mut generation = None;
-            for n in nodes {
-                let s = n
-                    .client()
-                    .await
-                    .ok()?
-                    .cluster_status(ClusterStatusRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
-                let ok = s.node_state == "member"
-                    && s.members.len() == nodes.len()
-                    && s.members.iter().all(|m| m.state == "active");
-                if !ok || generation.is_some_and(|g| g != s.generation) {
-                    return None;
-                }
-                generation = Some(s.generation);
-            }
-            generation
-        },
-    )
-    .await
 }
 
 async fn print_usage(c: &Cluster) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use appliance_api::v1::node_client::NodeClient;
-use appliance_api::v1::StatusRequest;
+use appliance_api::v1::{ClusterStatusReply, ClusterStatusRequest, StatusRequest};
 use tonic::transport::Channel;
 
 use crate::lan::Lan;
@@ -257,4 +257,48 @@ impl Drop for HostedNode {
             }
         }
     }
+}
+
+/// This node's view of the cluster (`ClusterStatus`).
+pub async fn cluster_status(node: &HostedNode) -> anyhow::Result<ClusterStatusReply> {
+    Ok(node
+        .client()
+        .await?
+        .cluster_status(ClusterStatusRequest {})
+        .await?
+        .into_inner())
+}
+
+/// Waits (bounded by `limit`, asking every `poll`) until every node in
+/// `nodes` is a member at the same generation, with `members` members, all
+/// active; returns that generation.
+pub async fn wait_converged(
+    nodes: &[&HostedNode],
+    members: usize,
+    limit: Duration,
+    poll: Duration,
+) -> anyhow::Result<u64> {
+    let what = format!(
+        "{} to agree on {members} active members",
+        nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    crate::wait::until_async(limit, poll, &what, || async {
+        let mut generation = None;
+        for n in nodes {
+            let s = cluster_status(n).await.ok()?;
+            let ok = s.node_state == "member"
+                && s.members.len() == members
+                && s.members.iter().all(|m| m.state == "active");
+            if !ok || generation.is_some_and(|g| g != s.generation) {
+                return None;
+            }
+            generation = Some(s.generation);
+        }
+        generation
+    })
+    .await
 }

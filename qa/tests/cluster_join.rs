@@ -15,7 +15,7 @@ use appliance_api::v1::{ClusterAddRequest, ShowFirewallRequest};
 use common::*;
 use qa::lan::Lan;
 use qa::netns::Netns;
-use qa::node::{HostedNode, NodeSpec};
+use qa::node::{cluster_status, HostedNode, NodeSpec};
 use qa::steady::Steady;
 
 fn addr(s: &str) -> SocketAddr {

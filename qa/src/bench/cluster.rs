@@ -15,13 +15,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use appliance_api::v1::{
-    ClusterAddRequest, ClusterFormRequest, ClusterRemoveRequest, ClusterStatusReply,
-    ClusterStatusRequest,
-};
+use appliance_api::v1::{ClusterAddRequest, ClusterFormRequest, ClusterRemoveRequest};
 use qa::lan::Lan;
 use qa::netns::Netns;
-use qa::node::{HostedNode, NodeSpec};
+use qa::node::{cluster_status, wait_converged, HostedNode, NodeSpec};
 use qa::steady::Steady;
 
 use super::{median, Metric};
@@ -84,44 +81,17 @@ pub fn measure() -> Vec<Metric> {
     }
 }
 
-async fn status(node: &HostedNode) -> anyhow::Result<ClusterStatusReply> {
-    Ok(node
-        .client()
-        .await?
-        .cluster_status(ClusterStatusRequest {})
-        .await?
-        .into_inner())
-}
-
-/// Waits until every node of `nodes` is a member at one generation with
-/// `members` members, all active.
+/// Until the nodes agree on `members` active members, polled often enough
+/// for the latency figure.
 async fn converged(nodes: &[&HostedNode], members: usize) -> anyhow::Result<()> {
-    qa::wait::until_async(
-        LIMIT,
-        Duration::from_millis(10),
-        "the nodes to agree",
-        || async {
-            let mut generation = None;
-            for n in nodes {
-                let s = status(n).await.ok()?;
-                let ok = s.node_state == "member"
-                    && s.members.len() == members
-                    && s.members.iter().all(|m| m.state == "active");
-                if !ok || generation.is_some_and(|g| g != s.generation) {
-                    return None;
-                }
-                generation = Some(s.generation);
-            }
-            Some(())
-        },
-    )
-    .await
+    wait_converged(nodes, members, LIMIT, Duration::from_millis(10)).await?;
+    Ok(())
 }
 
 /// The join code `node` shows, once it waits to be joined.
 async fn code_of(node: &HostedNode) -> anyhow::Result<String> {
     qa::wait::until_async(LIMIT, Duration::from_millis(20), "a join code", || async {
-        let s = status(node).await.ok()?;
+        let s = cluster_status(node).await.ok()?;
         (s.node_state == "unjoined" && !s.join_code.is_empty()).then_some(s.join_code)
     })
     .await

@@ -177,17 +177,6 @@ pub fn ctl_json(node: &HostedNode, args: &[&str]) -> anyhow::Result<serde_json::
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// `node`'s cluster status, over the API.
-pub async fn cluster_status(
-    node: &HostedNode,
-) -> anyhow::Result<appliance_api::v1::ClusterStatusReply> {
-    let mut client = node.client().await?;
-    Ok(client
-        .cluster_status(appliance_api::v1::ClusterStatusRequest {})
-        .await?
-        .into_inner())
-}
-
 /// Waits (bounded) until every node in `nodes` is a member at the same
 /// generation, with `members` members, all active; returns that generation.
 pub async fn wait_converged(
@@ -195,27 +184,5 @@ pub async fn wait_converged(
     members: usize,
     limit: Duration,
 ) -> anyhow::Result<u64> {
-    let what = format!(
-        "{} to agree on {members} active members",
-        nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    qa::wait::until_async(limit, Duration::from_millis(50), &what, || async {
-        let mut generation = None;
-        for n in nodes {
-            let s = cluster_status(n).await.ok()?;
-            let ok = s.node_state == "member"
-                && s.members.len() == members
-                && s.members.iter().all(|m| m.state == "active");
-            if !ok || generation.is_some_and(|g| g != s.generation) {
-                return None;
-            }
-            generation = Some(s.generation);
-        }
-        generation
-    })
-    .await
+    qa::node::wait_converged(nodes, members, limit, Duration::from_millis(50)).await
 }
