@@ -29,6 +29,13 @@ enum Cmd {
         /// Runs per figure; the median is reported.
         #[arg(long, default_value_t = 7)]
         runs: usize,
+        /// Measures only these areas (repeatable: firewall, applianced,
+        /// image, cluster); all of them when absent.
+        #[arg(long = "area", value_enum)]
+        areas: Vec<bench::Area>,
+        /// The built image the VM figures boot (`make image`'s output).
+        #[arg(long, default_value_os_t = qa::vm::Built::default_out())]
+        image: PathBuf,
     },
     /// Starts node-a, node-b and node-c on one LAN plus a client namespace,
     /// prints how to reach them and waits for Ctrl-C, then cleans up.
@@ -42,7 +49,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Cmd::Bench { out, runs } => bench::run(&out, runs.clamp(1, 101)),
+        Cmd::Bench {
+            out,
+            runs,
+            areas,
+            image,
+        } => bench::run(&out, runs.clamp(1, 101), &areas, &image),
         Cmd::Cluster => cluster::run(),
     };
     match result {

@@ -27,13 +27,13 @@ const IP: &str = "10.79.0.31/24";
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Every image figure.
-pub fn measure() -> Vec<Metric> {
+pub fn measure(out: &Path) -> Vec<Metric> {
     let runs = std::env::var("QA_BOOT_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_RUNS)
         .clamp(1, 25);
-    let built = match Built::load() {
+    let built = match Built::load_from(out) {
         Ok(b) => b,
         Err(e) => {
             return [

@@ -13,10 +13,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One figure, exactly as BENCH.md lays it out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Metric {
     pub name: String,
     pub value: Option<f64>,
@@ -54,31 +54,70 @@ impl Metric {
     }
 }
 
-#[derive(Serialize)]
-struct AreaFile<'a> {
-    metrics: &'a [Metric],
+/// One area's file, `<area>.json`.
+#[derive(Serialize, Deserialize)]
+struct AreaFile {
+    metrics: Vec<Metric>,
 }
 
-/// Measures every area and writes the files into `out`.
-pub fn run(out: &Path, runs: usize) -> anyhow::Result<()> {
+/// An area: one JSON file of figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Area {
+    Firewall,
+    Applianced,
+    Image,
+    Cluster,
+}
+
+impl Area {
+    /// Every area, in the order they are measured.
+    const ALL: [Area; 4] = [Area::Firewall, Area::Applianced, Area::Image, Area::Cluster];
+
+    /// The area's file name without `.json`.
+    fn name(self) -> &'static str {
+        match self {
+            Area::Firewall => "firewall",
+            Area::Applianced => "applianced",
+            Area::Image => "image",
+            Area::Cluster => "cluster",
+        }
+    }
+}
+
+/// Measures the areas in `only` (every area when empty) and writes their
+/// files into `out`; the VM figures boot the image built in `image_out`.
+/// The README table lists every area file present in `out`, so a run of
+/// one area keeps the others' last figures.
+pub fn run(out: &Path, runs: usize, only: &[Area], image_out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let areas: Vec<(&str, Vec<Metric>)> = vec![
-        ("firewall", firewall::measure(runs)),
-        ("applianced", applianced::measure()),
-        ("image", image::measure()),
-        ("cluster", cluster::measure()),
-    ];
-    let mut table = String::from(
-        "# Benchmark figures\n\nWritten by `qa bench` (`make bench`); format and names in BENCH.md.\n\n\
-         | name | value | unit | baseline | ratio | note |\n|---|---|---|---|---|---|\n",
-    );
-    for (area, metrics) in &areas {
-        let path = out.join(format!("{area}.json"));
+    for area in Area::ALL {
+        if !only.is_empty() && !only.contains(&area) {
+            continue;
+        }
+        let metrics = match area {
+            Area::Firewall => firewall::measure(runs),
+            Area::Applianced => applianced::measure(),
+            Area::Image => image::measure(image_out),
+            Area::Cluster => cluster::measure(),
+        };
+        let path = out.join(format!("{}.json", area.name()));
         let json = serde_json::to_string_pretty(&AreaFile { metrics })?;
         std::fs::write(&path, json + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("bench: wrote {}", path.display());
-        for m in metrics {
+    }
+    let mut table = String::from(
+        "# Benchmark figures\n\nWritten by `qa bench` (`make bench`); format and names in BENCH.md.\n\n\
+         | name | value | unit | baseline | ratio | note |\n|---|---|---|---|---|---|\n",
+    );
+    for area in Area::ALL {
+        let path = out.join(format!("{}.json", area.name()));
+        let Ok(json) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let file: AreaFile =
+            serde_json::from_str(&json).with_context(|| format!("reading {}", path.display()))?;
+        for m in &file.metrics {
             let _ = writeln!(
                 table,
                 "| `{}` | {} | {} | {} | {} | {} |",
