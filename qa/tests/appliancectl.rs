@@ -25,7 +25,7 @@ fn text(out: &Output) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appliancectl_speaks_plainly_and_in_json() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let (_lan, node) = one_node('k', &NodeSpec::new("ctl-a", "10.77.0.11/24")).await?;

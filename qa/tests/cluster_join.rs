@@ -56,7 +56,7 @@ async fn peers4(node: &HostedNode) -> anyhow::Result<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_join_with_codes_and_the_firewalls_follow() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let tag = format!("j{}", qa::unique_tag());
@@ -290,7 +290,7 @@ async fn nodes_join_with_codes_and_the_firewalls_follow() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_restart_as_members_and_catch_up() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let tag = format!("r{}", qa::unique_tag());

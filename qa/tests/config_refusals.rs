@@ -97,7 +97,7 @@ fn bad_configs() -> Vec<(&'static str, String, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_are_refused_and_change_nothing() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let (_lan, mut node) = one_node('r', &NodeSpec::new("a", "10.77.0.11/24")).await?;
@@ -259,7 +259,7 @@ async fn bad_inputs_are_refused_and_change_nothing() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_config_file_at_boot_keeps_the_stored_state() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let (_lan, mut node) = one_node('f', &NodeSpec::new("a", "10.77.0.11/24")).await?;

@@ -23,7 +23,7 @@ async fn pids(node: &HostedNode) -> anyhow::Result<Vec<(String, u32)>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_daemon_restarts_into_the_same_state() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let (_lan, mut node) = one_node('x', &NodeSpec::new("a", "10.77.0.11/24")).await?;

@@ -22,7 +22,7 @@ fn nft_list(node: &HostedNode) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_repaired_by_the_reconcilers() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let mut spec = NodeSpec::new("a", "10.77.0.11/24");

@@ -19,7 +19,7 @@ fn addr(s: &str) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_and_internal_ports_follow_the_peer_set() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let tag = format!("c{}", qa::unique_tag());

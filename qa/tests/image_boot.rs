@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{http_get, skip_unless_root};
+use common::http_get;
 use qa::vm::{Built, Disk, DiskBus, Ext4Super, Firmware, Nic, Vm, VmSpec};
 use qa::vmnet::{VmNet, GATEWAY_V4};
 
@@ -207,7 +207,7 @@ fn identity(vm: &mut Vm) -> anyhow::Result<(String, String)> {
 
 #[test]
 fn bios_virtio_serves_powers_off_cleanly_and_boots_again() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::VM) {
         return Ok(());
     }
     let built = Built::load()?;
@@ -253,7 +253,7 @@ fn bios_virtio_serves_powers_off_cleanly_and_boots_again() -> anyhow::Result<()>
 
 #[test]
 fn uefi_virtio_serves_and_powers_off_cleanly() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::VM) {
         return Ok(());
     }
     let built = Built::load()?;
@@ -279,7 +279,7 @@ fn uefi_virtio_serves_and_powers_off_cleanly() -> anyhow::Result<()> {
 /// is then stopped hard and must recover its data filesystem.
 #[test]
 fn vmware_and_e1000_devices_serve_with_distinct_identities_and_recover() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::VM) {
         return Ok(());
     }
     let built = Built::load()?;
@@ -577,7 +577,7 @@ fn check_grown_disk(
 /// nothing grows and the tables are not written.
 #[test]
 fn an_enlarged_disk_grows_the_data_partition_and_its_filesystem() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::VM) {
         return Ok(());
     }
     const MIB: u64 = 1 << 20;

@@ -63,7 +63,7 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_services_restart_with_backoff_and_crashers_end_failed() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
     }
     let tag = format!("s{}", qa::unique_tag());

@@ -335,7 +335,7 @@ fn power_off(machines: &mut [&mut Machine]) -> anyhow::Result<()> {
 
 #[test]
 fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
-    if skip_unless_root() {
+    if test_prereq::opted_out(test_prereq::VM) {
         return Ok(());
     }
     let t0 = Instant::now();

@@ -10,7 +10,7 @@ use appliance_firewall::{
     render_text, ApplyKind, CommandNft, Firewall, FirewallError, FirewallSpec, FullReason,
     NftRunner, PortSpec, Proto, SetElem,
 };
-use common::{root_or_skip, Netns, SERIAL};
+use common::{Netns, SERIAL};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -70,7 +70,7 @@ async fn peers4(fw: &Firewall<CommandNft>) -> BTreeSet<SetElem> {
 #[test]
 fn apply_incremental_noop_repair_and_scale() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root_or_skip("apply_incremental_noop_repair_and_scale") {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return;
     }
     common::runtime().block_on(scenario());

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appliance_firewall::{ApplyKind, CommandNft, Firewall, FirewallSpec, PortSpec, Proto};
-use common::{ip, root_or_skip, Netns, SERIAL};
+use common::{ip, Netns, SERIAL};
 
 const SERVER: &str = "10.77.1.1:7000";
 
@@ -77,7 +77,7 @@ fn echo(stream: &mut TcpStream, msg: &str) -> std::io::Result<String> {
 #[test]
 fn peers_get_in_others_do_not_and_established_survives() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !root_or_skip("peers_get_in_others_do_not_and_established_survives") {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
         return;
     }
     let server = Netns::new("srv");

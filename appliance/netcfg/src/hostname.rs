@@ -30,8 +30,7 @@ mod tests {
 
     #[test]
     fn sets_hostname_in_a_private_uts_namespace_only() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping hostname test: needs root");
+        if test_prereq::opted_out(&[test_prereq::Need::Root]) {
             return;
         }
         let host_before = nix::unistd::gethostname().unwrap();

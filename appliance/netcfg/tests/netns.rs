@@ -135,8 +135,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 #[test]
 fn apply_change_and_rollback_in_a_netns() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping netns test: needs root");
+    if test_prereq::opted_out(&[test_prereq::Need::Root, test_prereq::Need::Ip]) {
         return;
     }
     let ns = Netns::new(format!("netcfg-{}-a", std::process::id()));

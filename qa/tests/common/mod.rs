@@ -19,15 +19,6 @@ pub const DROP_LIMIT: Duration = Duration::from_millis(1500);
 /// Generous bound for a node to become ready on a loaded CI machine.
 pub const READY_LIMIT: Duration = Duration::from_secs(90);
 
-/// Skips the test (returns true) when not root; the tests need namespaces.
-pub fn skip_unless_root() -> bool {
-    if !qa::is_root() {
-        eprintln!("skipped: this test creates network namespaces and needs root");
-        return true;
-    }
-    false
-}
-
 /// A LAN with one ready node on it; `letter` keeps this test's names apart
 /// from the other tests running at the same time.
 pub async fn one_node(letter: char, spec: &NodeSpec) -> anyhow::Result<(Lan, HostedNode)> {

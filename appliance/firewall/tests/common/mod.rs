@@ -12,15 +12,6 @@ use nix::sched::CloneFlags;
 /// Kernel tests run one at a time.
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
-/// True when running as root; otherwise prints why the test is skipped.
-pub fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    println!("skipping {test}: needs root (network namespaces, nft)");
-    false
-}
-
 /// A single-threaded runtime for one root test (the serial lock is a std
 /// Mutex held outside of it).
 pub fn runtime() -> tokio::runtime::Runtime {
