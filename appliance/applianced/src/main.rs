@@ -12,6 +12,8 @@ mod cluster;
 mod daemon;
 mod desired;
 mod error;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod identity;
 mod leftovers;
 mod logging;
@@ -31,7 +33,17 @@ use crate::args::Args;
 use crate::mode::{Mode, Start};
 
 fn main() -> ExitCode {
-    match Start::detect() {
+    let start = Start::detect();
+    // Test builds only. PID 1 boots on without a refused entry (the console
+    // names it); a hosted test gets an exit status.
+    #[cfg(feature = "failpoints")]
+    if let Err(e) = failpoints::setup() {
+        eprintln!("applianced: {e}");
+        if start == Start::Hosted {
+            return ExitCode::FAILURE;
+        }
+    }
+    match start {
         Start::Stage1 => boot::stage1::run(),
         Start::Stage2 => boot::stage2::run(),
         Start::Hosted => hosted(),

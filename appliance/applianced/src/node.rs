@@ -11,7 +11,7 @@ use std::time::Instant;
 use appliance_config::ValidConfig;
 use appliance_firewall::{Firewall, FirewallStatus};
 use appliance_netcfg::{NetError, Netcfg, NetworkSpec, Owned};
-use appliance_state::{Batch, Identity, Store};
+use appliance_state::{Batch, Identity, StateError, Store};
 use appliance_supervisor::{Manifest, Supervisor};
 use tokio::sync::Mutex;
 use tracing::{debug, error, info, warn};
@@ -359,7 +359,7 @@ impl Node {
             let mut batch = Batch::default();
             batch.put(DESIRED_KEY, &next.record())?;
             batch.put(OWNED_KEY, &report.owned)?;
-            if let Err(e) = self.store.commit(batch) {
+            if let Err(e) = commit_transition(&self.store, batch, generation) {
                 self.undo_network(core, prev.as_ref(), report.owned).await;
                 self.undo_firewall(core, prev.as_ref()).await;
                 return Err(e.into());
@@ -409,7 +409,7 @@ impl Node {
             appliance_netcfg::set_hostname(&next.config.hostname)?;
         }
         let resolv = appliance_netcfg::render_resolv_conf(&next.config.dns);
-        if let Err(e) = write_if_changed(&self.paths.resolv_conf, &resolv) {
+        if let Err(e) = appliance_netcfg::write_resolv_conf(&self.paths.resolv_conf, &resolv) {
             if let Some(p) = prev {
                 let _ = appliance_netcfg::set_hostname(&p.config.hostname);
             }
@@ -507,6 +507,21 @@ fn write_if_changed(
         return Ok(());
     }
     appliance_netcfg::write_atomically(path, contents.as_bytes())
+}
+
+/// Commits a transition's batch (generation `generation`); test builds can
+/// fail it with the `applianced-transition-commit` failpoint.
+fn commit_transition(store: &Store, batch: Batch, generation: u64) -> Result<(), StateError> {
+    #[cfg(feature = "failpoints")]
+    if crate::failpoints::commit_fails(generation) {
+        return Err(StateError::Injected {
+            what: format!("generation {generation}"),
+            point: crate::failpoints::TRANSITION_COMMIT,
+        });
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = generation;
+    store.commit(batch)
 }
 
 /// The owned record a failed network apply asks the caller to keep.

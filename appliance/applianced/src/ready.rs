@@ -125,6 +125,8 @@ pub async fn watch(node: Arc<Node>, readiness: Readiness, warn_after: Duration) 
             });
             // On the console for people and test harnesses alike.
             crate::boot::console::announce(READY_LINE);
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!(crate::failpoints::READY);
         }
         let timeout = tokio::time::sleep_until(warn_at);
         tokio::select! {

@@ -12,10 +12,28 @@ pub enum HostnameError {
         /// The errno.
         source: nix::Error,
     },
+    /// The `netcfg-set-hostname` failpoint refused it (test builds only).
+    #[cfg(feature = "failpoints")]
+    #[error("cannot set the hostname to {name:?}: injected by failpoint {FAILPOINT}")]
+    Injected {
+        /// The requested hostname.
+        name: String,
+    },
 }
+
+/// Failpoint at the start of [`set_hostname`]: `return` refuses every name,
+/// `return(NAME)` only `NAME`.
+#[cfg(feature = "failpoints")]
+pub const FAILPOINT: &str = "netcfg-set-hostname";
 
 /// Sets the hostname of the calling thread's UTS namespace.
 pub fn set_hostname(name: &str) -> Result<(), HostnameError> {
+    #[cfg(feature = "failpoints")]
+    if fail::eval(FAILPOINT, |only| only.is_none_or(|n| n == name)) == Some(true) {
+        return Err(HostnameError::Injected {
+            name: name.to_string(),
+        });
+    }
     nix::unistd::sethostname(name).map_err(|source| HostnameError::Set {
         name: name.to_string(),
         source,

@@ -26,5 +26,5 @@ pub use model::{
 };
 pub use netcfg::{ApplyReport, NetError, Netcfg};
 pub use plan::{plan, PlanError};
-pub use resolv::{render_resolv_conf, write_atomically, ResolvError};
+pub use resolv::{render_resolv_conf, write_atomically, write_resolv_conf, ResolvError};
 pub use restore::restore;

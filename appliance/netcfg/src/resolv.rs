@@ -36,6 +36,28 @@ pub fn render_resolv_conf(dns: &Dns) -> String {
     out
 }
 
+/// Failpoint of [`write_resolv_conf`], where a write would happen: `return`
+/// refuses every write, `return(TEXT)` those whose contents contain `TEXT`.
+#[cfg(feature = "failpoints")]
+pub const FAILPOINT: &str = "netcfg-write-resolv-conf";
+
+/// Writes resolv.conf (atomically) unless it already holds `contents`:
+/// reconciling an unchanged state writes nothing.
+pub fn write_resolv_conf(path: &Path, contents: &str) -> Result<(), ResolvError> {
+    if fs::read_to_string(path).is_ok_and(|t| t == contents) {
+        return Ok(());
+    }
+    #[cfg(feature = "failpoints")]
+    if fail::eval(FAILPOINT, |only| only.is_none_or(|t| contents.contains(&t))) == Some(true) {
+        return Err(ResolvError::Io {
+            step: "write",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("injected by failpoint {FAILPOINT}")),
+        });
+    }
+    write_atomically(path, contents.as_bytes())
+}
+
 fn io(step: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ResolvError {
     let path = path.to_path_buf();
     move |source| ResolvError::Io { step, path, source }
@@ -104,6 +126,19 @@ mod tests {
         write_atomically(&path, b"new\n").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn resolv_conf_unchanged_is_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        write_resolv_conf(&path, "nameserver 10.0.0.53\n").unwrap();
+        let before = fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_resolv_conf(&path, "nameserver 10.0.0.53\n").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), before);
+        write_resolv_conf(&path, "nameserver 10.0.0.54\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "nameserver 10.0.0.54\n");
     }
 
     #[test]

@@ -56,6 +56,15 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    /// A failpoint refused a write (test builds only: feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    #[error("state database write of {what} failed: injected by failpoint {point}")]
+    Injected {
+        /// What was being written.
+        what: String,
+        /// The failpoint's name.
+        point: &'static str,
+    },
 }
 
 /// Who this node is. Created once, on the first start with an empty state.
