@@ -534,28 +534,159 @@ mod tests {
         assert_eq!(again.modules_alias(), r.modules_alias());
     }
 
-    #[test]
-    fn real_kernel_modules_resolve_when_the_package_is_unpacked() {
-        // The kernel package is unpacked by `mkimage build` (out/.cache) or by hand in /tmp/k/x.
-        let dir = Path::new("/tmp/k/x/lib/modules/6.1.0-56-amd64");
-        if !dir.exists() {
-            return;
+    /// A minimal relocatable ELF64 object (what a `.ko` is) whose only
+    /// contents are a `.modinfo` section holding `modinfo`.
+    fn ko(modinfo: &str) -> Vec<u8> {
+        let shstrtab = b"\0.modinfo\0.shstrtab\0";
+        let data_at = 64u64;
+        let strtab_at = data_at + modinfo.len() as u64;
+        let sh_at = (strtab_at + shstrtab.len() as u64).next_multiple_of(8);
+        let mut f = Vec::new();
+        f.extend(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+        f.extend(1u16.to_le_bytes()); // ET_REL
+        f.extend(62u16.to_le_bytes()); // EM_X86_64
+        f.extend(1u32.to_le_bytes());
+        f.extend(0u64.to_le_bytes()); // entry
+        f.extend(0u64.to_le_bytes()); // no program headers
+        f.extend(sh_at.to_le_bytes());
+        f.extend(0u32.to_le_bytes());
+        for v in [64u16, 0, 0, 64, 3, 2] {
+            // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+            f.extend(v.to_le_bytes());
         }
-        let km = KernelModules::scan(dir).unwrap();
-        let mut aliases = aliases();
-        aliases.insert("crypto-crc32c".into(), "crc32c_generic".into());
-        let r = resolve(&km, &names(&["erofs", "nft_ct", "ext4"]), &aliases).unwrap();
-        let pos = |n: &str| r.order.iter().position(|o| o == n).unwrap();
-        assert!(pos("crc32c_generic") < pos("libcrc32c"));
-        assert!(pos("jbd2") < pos("ext4"));
-        assert!(r.paths["erofs"].ends_with("fs/erofs/erofs.ko"));
-        assert_eq!(r.softdeps["ext4"], ["crc32c_generic"]);
-        let r = resolve(&km, &names(&["virtio_pci", "e1000"]), &aliases).unwrap();
-        let alias = r.modules_alias();
-        assert!(
-            alias.contains("alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\n"),
-            "{alias}"
+        f.extend(modinfo.as_bytes());
+        f.extend(shstrtab);
+        f.resize(sh_at as usize, 0);
+        let mut section = |name: u32, kind: u32, flags: u64, at: u64, size: u64| {
+            f.extend(name.to_le_bytes());
+            f.extend(kind.to_le_bytes());
+            f.extend(flags.to_le_bytes());
+            f.extend(0u64.to_le_bytes()); // addr
+            f.extend(at.to_le_bytes());
+            f.extend(size.to_le_bytes());
+            f.extend([0u8; 8]); // link, info
+            f.extend(1u64.to_le_bytes()); // align
+            f.extend(0u64.to_le_bytes()); // entsize
+        };
+        section(0, 0, 0, 0, 0);
+        section(1, 1, 2, data_at, modinfo.len() as u64); // PROGBITS, ALLOC
+        section(10, 3, 0, strtab_at, shstrtab.len() as u64); // STRTAB
+        f
+    }
+
+    /// Writes the fixture kernel's `/lib/modules/KVER` under `root`: `.ko`
+    /// files in nested directories (one named with `-`, as the kernel's
+    /// files may be), plus files that are not modules.
+    fn fixture_kernel(root: &Path) -> PathBuf {
+        let dir = root.join("lib/modules/6.1.0-test-amd64");
+        let modules: [(&str, &str); 7] = [
+            (
+                "fs/ext4/ext4.ko",
+                "license=GPL\0depends=jbd2,mbcache\0softdep=pre: crc32c\0alias=fs-ext4\0",
+            ),
+            ("fs/jbd2/jbd2.ko", "depends=\0"),
+            ("fs/mbcache.ko", "depends=\0"),
+            (
+                "crypto/crc32c_generic.ko",
+                "depends=\0alias=crypto-crc32c\0alias=crc32c\0",
+            ),
+            (
+                "drivers/virtio/virtio_pci.ko",
+                "depends=virtio-ring\0alias=pci:v00001AF4d*sv*sd*bc*sc*i*\0",
+            ),
+            ("drivers/virtio/virtio-ring.ko", "depends=\0"),
+            (
+                "drivers/net/ethernet/intel/e1000/e1000.ko",
+                "depends=\0alias=pci:v00008086d0000100Esv*sd*bc*sc*i*\0",
+            ),
+        ];
+        for (rel, modinfo) in modules {
+            let path = dir.join("kernel").join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, ko(modinfo)).unwrap();
+        }
+        // Not modules: skipped by the scan, never read as ELF.
+        std::fs::write(dir.join("kernel/fs/README"), "not a module").unwrap();
+        std::fs::write(dir.join("modules.builtin"), "kernel/fs/erofs/erofs.ko\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn kernel_modules_on_disk_are_scanned_read_and_resolved() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = fixture_kernel(tmp.path());
+        let km = KernelModules::scan(&dir).unwrap();
+        assert_eq!(km.dir(), dir);
+        assert_eq!(
+            km.host_path("kernel/fs/jbd2/jbd2.ko"),
+            dir.join("kernel/fs/jbd2/jbd2.ko")
         );
-        assert!(alias.contains("alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000\n"));
+        // The file virtio-ring.ko is the module virtio_ring, found by either name.
+        let (rel, info) = km.lookup("virtio-ring").unwrap().unwrap();
+        assert_eq!(rel, "kernel/drivers/virtio/virtio-ring.ko");
+        assert_eq!(info, ModInfo::default());
+        assert!(
+            km.lookup("erofs").unwrap().is_none(),
+            "built in, not a module file"
+        );
+        let (_, info) = km.lookup("ext4").unwrap().unwrap();
+        assert_eq!(info.depends, ["jbd2", "mbcache"]);
+        assert_eq!(info.softdep_pre, ["crc32c"]);
+        assert_eq!(info.aliases, ["fs-ext4"]);
+
+        let r = resolve(&km, &names(&["ext4", "virtio_pci", "e1000"]), &aliases()).unwrap();
+        assert_eq!(
+            r.order,
+            [
+                "crc32c_generic",
+                "jbd2",
+                "mbcache",
+                "ext4",
+                "virtio_ring",
+                "virtio_pci",
+                "e1000"
+            ]
+        );
+        assert_eq!(
+            r.modules_dep(),
+            "kernel/crypto/crc32c_generic.ko:\n\
+             kernel/fs/jbd2/jbd2.ko:\n\
+             kernel/fs/mbcache.ko:\n\
+             kernel/fs/ext4/ext4.ko: kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
+             kernel/drivers/virtio/virtio-ring.ko:\n\
+             kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio-ring.ko\n\
+             kernel/drivers/net/ethernet/intel/e1000/e1000.ko:\n"
+        );
+        assert_eq!(
+            r.modules_softdep(),
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep ext4 pre: crc32c_generic\n"
+        );
+        assert_eq!(
+            r.modules_alias(),
+            "# Aliases extracted from modules themselves.\n\
+             alias crc32c crc32c_generic\n\
+             alias crypto-crc32c crc32c_generic\n\
+             alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000\n\
+             alias fs-ext4 ext4\n\
+             alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\n"
+        );
+
+        // A module the kernel lacks is named with the directory searched.
+        let err = resolve(&km, &names(&["nft_ct"]), &aliases())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nft_ct") && err.contains(&dir.display().to_string()),
+            "{err}"
+        );
+        // A file named .ko that is no ELF object is refused with its path.
+        std::fs::write(dir.join("kernel/fs/mbcache.ko"), "garbage").unwrap();
+        let err = KernelModules::scan(&dir)
+            .unwrap()
+            .lookup("mbcache")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kernel/fs/mbcache.ko"), "{err}");
     }
 }

@@ -44,26 +44,7 @@ pub fn set_hostname(name: &str) -> Result<(), HostnameError> {
 
 #[cfg(test)]
 mod tests {
-    use nix::sched::{unshare, CloneFlags};
-
-    #[test]
-    fn sets_hostname_in_a_private_uts_namespace_only() {
-        if test_prereq::opted_out(&[test_prereq::Need::Root]) {
-            return;
-        }
-        let host_before = nix::unistd::gethostname().unwrap();
-        // unshare(CLONE_NEWUTS) moves only this thread into a new namespace,
-        // so the host's hostname is never touched.
-        let inside = std::thread::spawn(|| {
-            unshare(CloneFlags::CLONE_NEWUTS).unwrap();
-            super::set_hostname("netcfg-test-node").unwrap();
-            nix::unistd::gethostname().unwrap()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(inside, "netcfg-test-node");
-        assert_eq!(nix::unistd::gethostname().unwrap(), host_before);
-    }
+    // The root-only test (a private UTS namespace) is in tests/hostname.rs.
 
     #[test]
     fn refusal_names_the_hostname() {
