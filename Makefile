@@ -26,10 +26,15 @@ image-reproducible: image
 	$(CARGO) run --release -p appliance-image -- build --out out/repro
 	cd out && sha256sum -c repro/SHA256SUMS
 
+## Test builds carry the failpoints (qa/tests/rollback.rs injects failures
+## through them); the same flags on the build and the test, or the test build
+## would overwrite target/debug/applianced without them. Never for `image`.
+TEST_FEATURES := --features applianced/failpoints
+
 ## Everything CI runs: formatting, lints, unit, kernel and multi-node tests.
 test: deps check image-reproducible
-	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
+	$(CARGO) build --workspace --bins $(TEST_FEATURES)
+	$(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast -- --test-threads=2
 
 ## cargo fmt and clippy, as on every commit.
 check: deps
