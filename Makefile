@@ -31,10 +31,17 @@ image-reproducible: image
 ## would overwrite target/debug/applianced without them. Never for `image`.
 TEST_FEATURES := --features applianced/failpoints
 
-## Everything CI runs: formatting, lints, unit, kernel and multi-node tests.
+## Everything CI runs: formatting, lints, unit, kernel, hosted multi-node and
+## VM tests. Every test binary runs even after a failure; the log goes to
+## out/test.log, and qa/scripts/test-report.sh prints the tests run per layer
+## and fails on a failed test, a test binary that did not finish, or an empty
+## layer. A test whose prerequisites (root, nft, QEMU, OVMF, out/) are missing
+## fails, unless opted out with APPLIANCE_TEST_SKIP=root|vm (qa/prereq).
 test: deps check image-reproducible
 	$(CARGO) build --workspace --bins $(TEST_FEATURES)
-	$(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast -- --test-threads=2
+	@mkdir -p out
+	$(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast -- --test-threads=2 2>&1 | tee out/test.log; \
+	  qa/scripts/test-report.sh out/test.log $${PIPESTATUS[0]}
 
 ## cargo fmt and clippy, as on every commit.
 check: deps
