@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use appliance_config::hostname::NameError;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::CertFingerprint;
@@ -118,7 +119,7 @@ pub enum BeaconError {
         /// The hostname (lossily decoded).
         hostname: String,
         /// Why.
-        reason: String,
+        reason: NameError,
     },
     /// The version string is empty, too long or has odd characters.
     #[error(

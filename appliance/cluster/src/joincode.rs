@@ -31,7 +31,7 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use data_encoding::{Encoding, Specification};
+use data_encoding::{Encoding, Specification, SpecificationError};
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -49,16 +49,16 @@ const ALPHABET: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// The Crockford encoding; built once. Its specification is constant, so
 /// building it cannot fail in practice, but the error is carried, not unwrapped.
 fn crockford() -> Result<&'static Encoding, JoinCodeError> {
-    static ENCODING: OnceLock<Result<Encoding, String>> = OnceLock::new();
+    static ENCODING: OnceLock<Result<Encoding, SpecificationError>> = OnceLock::new();
     ENCODING
         .get_or_init(|| {
             let mut spec = Specification::new();
             spec.symbols.push_str(ALPHABET);
             spec.check_trailing_bits = true;
-            spec.encoding().map_err(|e| e.to_string())
+            spec.encoding()
         })
         .as_ref()
-        .map_err(|e| JoinCodeError::Internal(e.clone()))
+        .map_err(|e| JoinCodeError::Internal(e.to_string()))
 }
 
 /// A join code. Its `Debug` form hides it; `Display` shows it as

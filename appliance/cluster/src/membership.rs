@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use appliance_config::hostname::NameError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -174,7 +175,7 @@ pub enum ChangeError {
         /// The hostname.
         hostname: String,
         /// Why it is refused.
-        reason: String,
+        reason: NameError,
     },
     /// A change that changes nothing.
     #[error("{hostname} {detail}; nothing to change")]

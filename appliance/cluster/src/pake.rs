@@ -312,15 +312,22 @@ impl Keys {
     }
 }
 
-fn check_spake_msg(msg: &[u8], side: u8) -> Result<(), String> {
+/// Checks the SPAKE2 message inside a frame of `frame_len` bytes.
+fn check_spake_msg(msg: &[u8], side: u8, frame_len: usize) -> Result<(), PakeError> {
+    let malformed = |detail: String| PakeError::Malformed {
+        len: frame_len,
+        detail,
+    };
     if msg.len() != SPAKE_MSG_LEN {
-        return Err(format!(
+        return Err(malformed(format!(
             "the SPAKE2 message has {} bytes, not {SPAKE_MSG_LEN}",
             msg.len()
-        ));
+        )));
     }
     if msg.first() != Some(&side) {
-        return Err("the SPAKE2 message is for the wrong side".to_string());
+        return Err(malformed(
+            "the SPAKE2 message is for the wrong side".to_string(),
+        ));
     }
     Ok(())
 }
@@ -389,10 +396,7 @@ impl AdminHandshake {
                 })
             }
         };
-        check_spake_msg(&msg_b, b'B').map_err(|detail| PakeError::Malformed {
-            len: msg.len(),
-            detail,
-        })?;
+        check_spake_msg(&msg_b, b'B', msg.len())?;
         let key = self
             .spake
             .finish(&msg_b)
@@ -534,12 +538,7 @@ impl JoinerHandshake {
                 },
             ));
         }
-        check_spake_msg(&msg_a, b'A').map_err(|detail| {
-            malformed(PakeError::Malformed {
-                len: msg.len(),
-                detail,
-            })
-        })?;
+        check_spake_msg(&msg_a, b'A', msg.len()).map_err(malformed)?;
         let attempt = slot.begin(now).map_err(JoinerFailure::code)?;
         let binding = Binding {
             cluster_id,

@@ -9,21 +9,90 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+/// Why an address cannot be a static host address. The messages continue
+/// a sentence about the address as written (the caller shows it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Prefix length 0.
+    #[error(
+        "has prefix length 0, which would make every address on-link; \
+         write the subnet's real prefix, such as {addr}/{example}"
+    )]
+    PrefixZero {
+        /// The address.
+        addr: IpAddr,
+        /// A typical prefix length for its family.
+        example: u8,
+    },
+    /// An address the kernel or the network reserves.
+    #[error(
+        "{addr} is {why}, which cannot be configured statically; use a host address of the node's subnet"
+    )]
+    Reserved {
+        /// The address.
+        addr: IpAddr,
+        /// What kind of reserved address, from [`reserved_reason`].
+        why: &'static str,
+    },
+    /// The network address of an IPv4 subnet.
+    #[error(
+        "{addr} is the network address of {network}/{prefix}; use a host address such as {host}/{prefix}"
+    )]
+    V4Network {
+        /// The address.
+        addr: Ipv4Addr,
+        /// The subnet.
+        network: Ipv4Addr,
+        /// Its prefix length.
+        prefix: u8,
+        /// The first host address.
+        host: Ipv4Addr,
+    },
+    /// The broadcast address of an IPv4 subnet.
+    #[error(
+        "{addr} is the broadcast address of {network}/{prefix}; use a host address such as {host}/{prefix}"
+    )]
+    V4Broadcast {
+        /// The address.
+        addr: Ipv4Addr,
+        /// The subnet.
+        network: Ipv4Addr,
+        /// Its prefix length.
+        prefix: u8,
+        /// The last host address.
+        host: Ipv4Addr,
+    },
+    /// The subnet-router anycast address of an IPv6 subnet.
+    #[error(
+        "{addr} is the subnet-router anycast address of {network}/{prefix} (host part all zero); \
+         use a host address such as {host}/{prefix}"
+    )]
+    V6Anycast {
+        /// The address.
+        addr: Ipv6Addr,
+        /// The subnet.
+        network: Ipv6Addr,
+        /// Its prefix length.
+        prefix: u8,
+        /// The first host address.
+        host: Ipv6Addr,
+    },
+}
+
 /// Why `net` cannot be a static host address, or `Ok` when it can.
-pub fn check_host_address(net: &IpNet) -> Result<(), String> {
+pub fn check_host_address(net: &IpNet) -> Result<(), AddressError> {
     if net.prefix_len() == 0 {
         let example = if net.addr().is_ipv4() { 24 } else { 64 };
-        return Err(format!(
-            "has prefix length 0, which would make every address on-link; \
-             write the subnet's real prefix, such as {}/{example}",
-            net.addr()
-        ));
+        return Err(AddressError::PrefixZero {
+            addr: net.addr(),
+            example,
+        });
     }
     if let Some(why) = reserved_reason(net.addr()) {
-        return Err(format!(
-            "{} is {why}, which cannot be configured statically; use a host address of the node's subnet",
-            net.addr()
-        ));
+        return Err(AddressError::Reserved {
+            addr: net.addr(),
+            why,
+        });
     }
     match net {
         IpNet::V4(v4) => check_v4(v4),
@@ -52,7 +121,7 @@ fn is_v6_link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
-fn check_v4(net: &Ipv4Net) -> Result<(), String> {
+fn check_v4(net: &Ipv4Net) -> Result<(), AddressError> {
     // /31 (RFC 3021 point-to-point) and /32 have no network or broadcast address.
     if net.prefix_len() >= 31 {
         return Ok(());
@@ -61,20 +130,26 @@ fn check_v4(net: &Ipv4Net) -> Result<(), String> {
     let prefix = net.prefix_len();
     if addr == network {
         let host = Ipv4Addr::from(u32::from(network) + 1);
-        return Err(format!(
-            "{addr} is the network address of {network}/{prefix}; use a host address such as {host}/{prefix}"
-        ));
+        return Err(AddressError::V4Network {
+            addr,
+            network,
+            prefix,
+            host,
+        });
     }
     if addr == broadcast {
         let host = Ipv4Addr::from(u32::from(broadcast) - 1);
-        return Err(format!(
-            "{addr} is the broadcast address of {network}/{prefix}; use a host address such as {host}/{prefix}"
-        ));
+        return Err(AddressError::V4Broadcast {
+            addr,
+            network,
+            prefix,
+            host,
+        });
     }
     Ok(())
 }
 
-fn check_v6(net: &Ipv6Net) -> Result<(), String> {
+fn check_v6(net: &Ipv6Net) -> Result<(), AddressError> {
     // /127 (RFC 6164 point-to-point) and /128 have no subnet-router anycast.
     if net.prefix_len() >= 127 {
         return Ok(());
@@ -82,10 +157,12 @@ fn check_v6(net: &Ipv6Net) -> Result<(), String> {
     let (addr, network, prefix) = (net.addr(), net.network(), net.prefix_len());
     if addr == network {
         let host = Ipv6Addr::from(u128::from(network) + 1);
-        return Err(format!(
-            "{addr} is the subnet-router anycast address of {network}/{prefix} (host part all zero); \
-             use a host address such as {host}/{prefix}"
-        ));
+        return Err(AddressError::V6Anycast {
+            addr,
+            network,
+            prefix,
+            host,
+        });
     }
     Ok(())
 }
@@ -99,7 +176,7 @@ mod tests {
     }
 
     fn refused(s: &str) -> String {
-        check_host_address(&net(s)).expect_err(s)
+        check_host_address(&net(s)).expect_err(s).to_string()
     }
 
     #[test]

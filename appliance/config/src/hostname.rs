@@ -1,8 +1,9 @@
 //! RFC 1123 name checks, shared by the hostname, DNS search domains and NTP
 //! server names.
 //!
-//! Each check returns the reason a name is refused, worded for the
-//! administrator; the caller adds the field path and the value.
+//! Each check returns the reason a name is refused ([`NameError`]), worded
+//! for the administrator as the end of a sentence about the name ("it ...");
+//! the caller adds the field path and the value.
 
 /// Longest hostname accepted: Linux `HOST_NAME_MAX` is 64 and we keep one
 /// byte of margin so the name fits every tool that counts a terminator.
@@ -14,36 +15,94 @@ pub const DOMAIN_MAX_LEN: usize = 253;
 /// Longest label between dots (RFC 1035).
 pub const LABEL_MAX_LEN: usize = 63;
 
+/// Why a name is refused. The messages continue a sentence about the name
+/// ("the hostname ... is empty; ..."), so they do not repeat it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// No characters at all.
+    #[error("is empty; write {what} such as \"node-a\" or \"corp.example\"")]
+    Empty {
+        /// "a host name" or "a domain name".
+        what: &'static str,
+    },
+    /// Longer than the kind of name allows.
+    #[error("is {len} characters long; {what} may have at most {max_len}, shorten it")]
+    TooLong {
+        /// "a host name" or "a domain name".
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max_len: usize,
+    },
+    /// A character outside letters, digits, '-' and '.'.
+    #[error(
+        "contains {c:?} at byte {pos}; use only letters a-z, digits 0-9, '-', and '.' between labels"
+    )]
+    BadChar {
+        /// The character.
+        c: char,
+        /// Its byte offset.
+        pos: usize,
+    },
+    /// Two dots in a row, or a dot at either end.
+    #[error("has an empty label (a leading, trailing or doubled '.'); remove the extra dot")]
+    EmptyLabel,
+    /// A label longer than [`LABEL_MAX_LEN`].
+    #[error(
+        "has a label of {len} characters; each label between dots may have at most {LABEL_MAX_LEN}"
+    )]
+    LongLabel {
+        /// The label's length.
+        len: usize,
+    },
+    /// A label that starts or ends with '-'.
+    #[error(
+        "has the label {label:?}, which starts or ends with '-'; \
+         labels must start and end with a letter or digit"
+    )]
+    HyphenEdge {
+        /// The label.
+        label: String,
+    },
+    /// The last label is all digits, so the name reads as an IP address.
+    #[error(
+        "ends in the all-digit label {label:?}, which reads as an IP address; \
+         add a letter to that label (RFC 1123 section 2.1)"
+    )]
+    NumericTld {
+        /// The last label.
+        label: String,
+    },
+}
+
 /// Checks a node hostname: an RFC 1123 name of at most [`HOSTNAME_MAX_LEN`] characters.
-pub fn check_hostname(name: &str) -> Result<(), String> {
+pub fn check_hostname(name: &str) -> Result<(), NameError> {
     check_name(name, HOSTNAME_MAX_LEN, "a host name")
 }
 
 /// Checks a domain name such as a search domain or an NTP server name:
 /// an RFC 1123 name of at most [`DOMAIN_MAX_LEN`] characters.
-pub fn check_domain_name(name: &str) -> Result<(), String> {
+pub fn check_domain_name(name: &str) -> Result<(), NameError> {
     check_name(name, DOMAIN_MAX_LEN, "a domain name")
 }
 
-fn check_name(name: &str, max_len: usize, what: &str) -> Result<(), String> {
+fn check_name(name: &str, max_len: usize, what: &'static str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err(format!(
-            "is empty; write {what} such as \"node-a\" or \"corp.example\""
-        ));
+        return Err(NameError::Empty { what });
     }
     if name.len() > max_len {
-        return Err(format!(
-            "is {} characters long; {what} may have at most {max_len}, shorten it",
-            name.len()
-        ));
+        return Err(NameError::TooLong {
+            what,
+            len: name.len(),
+            max_len,
+        });
     }
     if let Some((pos, c)) = name
         .char_indices()
         .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
     {
-        return Err(format!(
-            "contains {c:?} at byte {pos}; use only letters a-z, digits 0-9, '-', and '.' between labels"
-        ));
+        return Err(NameError::BadChar { c, pos });
     }
     let labels: Vec<&str> = name.split('.').collect();
     for label in &labels {
@@ -52,32 +111,24 @@ fn check_name(name: &str, max_len: usize, what: &str) -> Result<(), String> {
     // Non-empty name: split yields at least one label.
     let last = labels.last().copied().unwrap_or_default();
     if last.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "ends in the all-digit label {last:?}, which reads as an IP address; \
-             add a letter to that label (RFC 1123 section 2.1)"
-        ));
+        return Err(NameError::NumericTld {
+            label: last.to_string(),
+        });
     }
     Ok(())
 }
 
-fn check_label(label: &str) -> Result<(), String> {
+fn check_label(label: &str) -> Result<(), NameError> {
     if label.is_empty() {
-        return Err(
-            "has an empty label (a leading, trailing or doubled '.'); remove the extra dot"
-                .to_string(),
-        );
+        return Err(NameError::EmptyLabel);
     }
     if label.len() > LABEL_MAX_LEN {
-        return Err(format!(
-            "has a label of {} characters; each label between dots may have at most {LABEL_MAX_LEN}",
-            label.len()
-        ));
+        return Err(NameError::LongLabel { len: label.len() });
     }
     if label.starts_with('-') || label.ends_with('-') {
-        return Err(format!(
-            "has the label {label:?}, which starts or ends with '-'; \
-             labels must start and end with a letter or digit"
-        ));
+        return Err(NameError::HyphenEdge {
+            label: label.to_string(),
+        });
     }
     Ok(())
 }
@@ -102,7 +153,7 @@ mod tests {
     }
 
     fn refused(name: &str) -> String {
-        check_hostname(name).expect_err(name)
+        check_hostname(name).expect_err(name).to_string()
     }
 
     #[test]
@@ -127,11 +178,14 @@ mod tests {
         assert_eq!(check_domain_name(&long), Ok(()));
         assert!(check_hostname(&long).is_err());
         let fat_label = format!("{}.example", "a".repeat(64));
-        let err = check_domain_name(&fat_label).expect_err("label too long");
+        let err = check_domain_name(&fat_label)
+            .expect_err("label too long")
+            .to_string();
         assert!(err.contains("label of 64 characters"), "{err}");
         let huge = vec!["abc"; 70].join(".");
         assert!(check_domain_name(&huge)
             .expect_err("too long")
+            .to_string()
             .contains("at most 253"));
     }
 }

@@ -42,7 +42,7 @@ pub(crate) fn check(ifaces: &[Interface], out: &mut Vec<Problem>) -> Vec<Configu
         for (j, net) in iface.addresses.iter().enumerate() {
             let field = format!("interface[{i}].addresses[{j}]");
             if let Err(reason) = check_host_address(net) {
-                out.push(Problem::new(field, net, reason));
+                out.push(Problem::new(field, net, reason.to_string()));
                 continue;
             }
             let addr = ConfiguredAddr {

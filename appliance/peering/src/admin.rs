@@ -33,7 +33,34 @@ pub struct PushOutcome {
     /// Its hostname.
     pub hostname: String,
     /// Its generation after the push, or why it failed.
-    pub result: Result<u64, String>,
+    pub result: Result<u64, PushFailure>,
+}
+
+/// Why a member did not take a pushed generation. It is compared and
+/// cloned with the outcome, and crosses the wire as text, so the causes
+/// are kept as their messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushFailure {
+    /// The member did not answer within the limit.
+    #[error("no answer within {limit:?}")]
+    Timeout {
+        /// The limit.
+        limit: Duration,
+    },
+    /// The member could not be reached or refused the push.
+    #[error("{0}")]
+    Failed(String),
+    /// The authority, asked to push, could not be reached.
+    #[error("the authority {authority} was not reached to push it: {detail}")]
+    AuthorityUnreached {
+        /// Its hostname.
+        authority: String,
+        /// Why.
+        detail: String,
+    },
+    /// A failure the authority reported over the wire, in its words.
+    #[error("{0}")]
+    Reported(String),
 }
 
 /// What a change did.
@@ -83,7 +110,7 @@ impl PeerNode {
         skip: &[NodeId],
     ) -> Result<Vec<PushOutcome>, PeerError> {
         let dialer = self.dialer()?;
-        let wire = state.to_pb().map_err(PeerError::Invalid)?;
+        let wire = state.to_pb()?;
         let pushes = state
             .config
             .members()
@@ -152,10 +179,10 @@ impl PeerNode {
                         result: if m.id == target.id {
                             Ok(state.generation())
                         } else {
-                            Err(format!(
-                                "the authority {} was not reached to push it: {e}",
-                                target.hostname
-                            ))
+                            Err(PushFailure::AuthorityUnreached {
+                                authority: target.hostname.clone(),
+                                detail: e.to_string(),
+                            })
                         },
                     })
                     .collect())
@@ -212,7 +239,7 @@ impl PeerNode {
         // The removed node's certificate is revoked now; this one push
         // trusts it with the list from before.
         let dialer = self.dialer()?;
-        let wire = removed.state.to_pb().map_err(PeerError::Invalid)?;
+        let wire = removed.state.to_pb()?;
         let before_revocation = SharedRevocations::new(draining.revocations.clone());
         let removed_node = push_one(
             &dialer,
@@ -333,12 +360,11 @@ impl PeerNode {
                 })
             }
         };
-        let offered =
-            ClusterState::from_pb(reply.get_ref()).map_err(|detail| PeerError::Protocol {
-                peer: target.hostname.clone(),
-                what: "configuration",
-                detail,
-            })?;
+        let offered = ClusterState::from_pb(reply.get_ref()).map_err(|e| PeerError::Protocol {
+            peer: target.hostname.clone(),
+            what: "configuration",
+            detail: e.to_string(),
+        })?;
         self.accept_state(offered).await.map_err(accept)
     }
 
@@ -370,7 +396,7 @@ pub(crate) fn outcome_to_pb(p: &PushOutcome) -> pb::PushResult {
         hostname: p.hostname.clone(),
         result: Some(match &p.result {
             Ok(generation) => pb::push_result::Result::Generation(*generation),
-            Err(e) => pb::push_result::Result::Error(e.clone()),
+            Err(e) => pb::push_result::Result::Error(e.to_string()),
         }),
     }
 }
@@ -387,7 +413,7 @@ fn outcome_from_pb(p: &pb::PushResult, peer: &str) -> Result<PushOutcome, PeerEr
         .map_err(|e| bad(format!("{:?} is not a node id: {e}", p.node_id)))?;
     let result = match &p.result {
         Some(pb::push_result::Result::Generation(g)) => Ok(*g),
-        Some(pb::push_result::Result::Error(e)) => Err(e.clone()),
+        Some(pb::push_result::Result::Error(e)) => Err(PushFailure::Reported(e.clone())),
         None => return Err(bad(format!("the push to {} has no result", p.hostname))),
     };
     Ok(PushOutcome {
@@ -424,8 +450,8 @@ async fn push_one(
             .map_err(|s| status_message(&member.hostname, "PushConfig", &s))
     };
     let result = match tokio::time::timeout(limit, push).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {limit:?}")),
+        Ok(r) => r.map_err(|e| PushFailure::Failed(e.to_string())),
+        Err(_) => Err(PushFailure::Timeout { limit }),
     };
     if let Err(e) = &result {
         tracing::warn!(node = %member.id, hostname = %member.hostname, "push failed: {e}");

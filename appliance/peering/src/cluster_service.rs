@@ -13,7 +13,7 @@ use appliance_pki::{NodeCert, NodeCsr};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::admin::{outcome_to_pb, PushOutcome};
+use crate::admin::{outcome_to_pb, PushFailure, PushOutcome};
 use crate::authority::{Authority, AuthorityError};
 use crate::error::PeerError;
 use crate::node::{authority_member, AcceptRefusal, PeerNode};
@@ -125,7 +125,7 @@ impl ClusterService {
 }
 
 fn encode(state: &ClusterState) -> Result<pb::ClusterState, Status> {
-    state.to_pb().map_err(Status::internal)
+    state.to_pb().map_err(|e| Status::internal(e.to_string()))
 }
 
 #[tonic::async_trait]
@@ -162,7 +162,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         }
         let offered = ClusterState::from_pb(req.get_ref()).map_err(|e| {
             tracing::warn!(peer = %info.remote, "refused a pushed configuration: {e}");
-            Status::invalid_argument(e)
+            Status::invalid_argument(e.to_string())
         })?;
         let offered_generation = offered.generation();
         match self.node.accept_state(offered).await {
@@ -298,7 +298,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                         .member(&me)
                         .map(|m| m.hostname.clone())
                         .unwrap_or_default(),
-                    result: own.map_err(|e| e.to_string()),
+                    result: own.map_err(|e| PushFailure::Failed(e.to_string())),
                 },
             );
         }

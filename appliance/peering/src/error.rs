@@ -6,6 +6,7 @@ use appliance_cluster::{ChangeError, NodeId};
 use appliance_pki::PkiError;
 
 use crate::authority::AuthorityError;
+use crate::state::WireError;
 
 /// Why a peering operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,9 @@ pub enum PeerError {
     /// The embedding daemon's hook refused.
     #[error("{0}")]
     Hook(#[from] HookError),
+    /// A cluster state that cannot be put on the wire.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// A request the caller should not make.
     #[error("{0}")]
     Invalid(String),

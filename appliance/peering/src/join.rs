@@ -17,14 +17,14 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, UNIX_EPOCH};
 
-use appliance_cluster::pake::AdminHandshake;
+use appliance_cluster::pake::{AdminHandshake, PakeError};
 use appliance_cluster::preflight::{self, ClockSample, Reachability};
 use appliance_cluster::rand_core::OsRng;
 use appliance_cluster::{
     CandidateFacts, CertFingerprint, Change, ClusterFacts, JoinCode, NodeId, PreflightFailure,
     Role, SecureChannel,
 };
-use appliance_pki::{CaCert, NodeCert, NodeCsr};
+use appliance_pki::{CaCert, NodeCert, NodeCsr, PkiError};
 use futures::Stream;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -32,6 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use uuid::Uuid;
 
+use crate::authority::AuthorityError;
 use crate::client::JoinConnection;
 use crate::error::PeerError;
 use crate::node::PeerNode;
@@ -146,48 +147,42 @@ struct AdminStream {
 }
 
 impl AdminStream {
-    async fn send(&self, body: Body) -> Result<(), String> {
+    async fn send(&self, body: Body) -> Result<(), JoinError> {
         self.up
             .send(HandshakeFrame { body: Some(body) })
             .await
-            .map_err(|_| "the appliance hung up".to_string())
+            .map_err(|_| JoinError::HungUp)
     }
 
-    async fn next(&mut self, what: &str) -> Result<Body, String> {
+    async fn next(&mut self, what: &'static str) -> Result<Body, JoinError> {
         let limit = self.step;
         match tokio::time::timeout(limit, self.down.message()).await {
-            Err(_) => Err(format!("the appliance sent no {what} within {limit:?}")),
-            Ok(Err(s)) => Err(format!(
-                "the appliance refused before its {what}: {}",
-                s.message()
-            )),
-            Ok(Ok(None)) => Err(format!("the appliance hung up before its {what}")),
-            Ok(Ok(Some(HandshakeFrame { body: None }))) => Err(format!(
-                "the appliance sent an empty frame instead of its {what}"
-            )),
+            Err(_) => Err(JoinError::Silent { what, limit }),
+            Ok(Err(s)) => Err(JoinError::RefusedBefore {
+                what,
+                message: s.message().to_string(),
+            }),
+            Ok(Ok(None)) => Err(JoinError::HungUpBefore { what }),
+            Ok(Ok(Some(HandshakeFrame { body: None }))) => Err(JoinError::EmptyFrame { what }),
             Ok(Ok(Some(HandshakeFrame { body: Some(b) }))) => Ok(b),
         }
     }
 
-    async fn next_pake(&mut self, what: &str) -> Result<Vec<u8>, String> {
+    async fn next_pake(&mut self, what: &'static str) -> Result<Vec<u8>, JoinError> {
         match self.next(what).await? {
             Body::Pake(m) => Ok(m),
-            Body::Sealed(_) => Err(format!(
-                "the appliance sent a sealed payload instead of its {what}"
-            )),
+            Body::Sealed(_) => Err(JoinError::SealedInstead { what }),
         }
     }
 
     async fn next_sealed(
         &mut self,
         channel: &mut SecureChannel,
-        what: &str,
-    ) -> Result<Vec<u8>, String> {
+        what: &'static str,
+    ) -> Result<Vec<u8>, JoinError> {
         match self.next(what).await? {
-            Body::Sealed(s) => channel.open(&s).map_err(|e| e.to_string()),
-            Body::Pake(_) => Err(format!(
-                "the appliance sent a handshake message instead of its {what}"
-            )),
+            Body::Sealed(s) => Ok(channel.open(&s)?),
+            Body::Pake(_) => Err(JoinError::PakeInstead { what }),
         }
     }
 }
@@ -208,7 +203,8 @@ impl PeerNode {
             let events = Events(tx);
             let last = match node.drive_join(address, &code, roles, &events).await {
                 Ok((node, generation)) => JoinProgress::Done { node, generation },
-                Err(reason) => {
+                Err(e) => {
+                    let reason = e.to_string();
                     tracing::warn!(%address, "join failed: {reason}");
                     JoinProgress::Failed { reason }
                 }
@@ -224,9 +220,9 @@ impl PeerNode {
         code: &JoinCode,
         roles: BTreeSet<Role>,
         ev: &Events,
-    ) -> Result<(NodeId, u64), String> {
-        let membership = self.membership().map_err(|e| e.to_string())?;
-        let authority = self.authority().map_err(|e| e.to_string())?;
+    ) -> Result<(NodeId, u64), JoinError> {
+        let membership = self.membership()?;
+        let authority = self.authority()?;
         let timeouts = self.inner.timeouts;
         let clock = self.inner.clock.clone();
         ev.send(JoinProgress::Connecting { address }).await;
@@ -254,7 +250,9 @@ impl PeerNode {
                     failures: vec![failure.to_string()],
                 })
                 .await;
-                return Err(format!("preflight failed: {failure}; nothing was changed"));
+                return Err(JoinError::Preflight {
+                    failures: failure.to_string(),
+                });
             }
         };
         let candidate = candidate_facts(&conn, &facts, roles, (sent, received))?;
@@ -270,7 +268,7 @@ impl PeerNode {
         })
         .await;
 
-        let state = authority.current().await.map_err(|e| e.to_string())?;
+        let state = authority.current().await.map_err(PeerError::from)?;
         let local = self.facts();
         let report = preflight::check(
             &ClusterFacts {
@@ -286,10 +284,9 @@ impl PeerNode {
                 failures: failures.clone(),
             })
             .await;
-            return Err(format!(
-                "preflight failed: {}; nothing was changed",
-                failures.join("; ")
-            ));
+            return Err(JoinError::Preflight {
+                failures: failures.join("; "),
+            });
         }
         ev.send(JoinProgress::PreflightPassed {
             warnings: report.warnings.iter().map(ToString::to_string).collect(),
@@ -297,7 +294,7 @@ impl PeerNode {
         .await;
 
         // The PAKE, bound to this node's certificate and the one the connection shows.
-        let (up, down) = conn.handshake().await.map_err(|e| e.to_string())?;
+        let (up, down) = conn.handshake().await?;
         let mut stream = AdminStream {
             up,
             down,
@@ -312,13 +309,12 @@ impl PeerNode {
         );
         stream.send(Body::Pake(hello)).await?;
         let reply = stream.next_pake("handshake reply").await?;
-        let nothing = |e: &dyn std::fmt::Display| format!("{e}; nothing was changed");
-        let (confirming, confirm) = hs.receive_reply(&reply).map_err(|e| nothing(&e))?;
+        let (confirming, confirm) = hs.receive_reply(&reply).map_err(JoinError::Pake)?;
         stream.send(Body::Pake(confirm)).await?;
         let theirs = stream.next_pake("handshake confirmation").await?;
         let mut channel = confirming
             .receive_confirm(&theirs)
-            .map_err(|e| nothing(&e))?;
+            .map_err(JoinError::Pake)?;
         ev.send(JoinProgress::Handshake {
             session: channel.session_id(),
         })
@@ -329,15 +325,19 @@ impl PeerNode {
         let request = stream
             .next_sealed(&mut channel, "certificate request")
             .await?;
-        let request = pb::JoinRequest::decode(request.as_slice())
-            .map_err(|e| format!("the appliance's join request does not decode: {e}"))?;
+        let request = pb::JoinRequest::decode(request.as_slice()).map_err(|source| {
+            JoinError::Undecodable {
+                what: "join request",
+                source,
+            }
+        })?;
         let csr = NodeCsr::from_der(request.csr_der);
-        check_csr(&csr, &candidate, &join_cert).map_err(|e| nothing(&e))?;
+        check_csr(&csr, &candidate, &join_cert)?;
         let node = candidate.node_id;
         let admission = authority
             .admit(&csr, candidate.member())
             .await
-            .map_err(|e| nothing(&e))?;
+            .map_err(JoinError::Admit)?;
         let (cert, next) = (admission.cert, admission.state);
         ev.send(JoinProgress::Certified {
             node,
@@ -353,7 +353,7 @@ impl PeerNode {
             .deliver_bundle(&mut stream, &mut channel, &cert, &membership.ca, &next)
             .await;
         if let Err(reason) = delivered {
-            return Err(self.roll_back_join(node, &reason).await);
+            return Err(self.roll_back_join(node, reason).await);
         }
         ev.send(JoinProgress::ConfigPushed { node, generation })
             .await;
@@ -362,10 +362,7 @@ impl PeerNode {
             generation,
         })
         .await;
-        let pushes = self
-            .distribute(&next, &[self.node_id(), node])
-            .await
-            .map_err(|e| e.to_string())?;
+        let pushes = self.distribute(&next, &[self.node_id(), node]).await?;
         for p in pushes {
             ev.send(match p.result {
                 Ok(generation) => JoinProgress::ConfigPushed {
@@ -375,7 +372,7 @@ impl PeerNode {
                 Err(reason) => JoinProgress::PushFailed {
                     node: p.node,
                     hostname: p.hostname,
-                    reason,
+                    reason: reason.to_string(),
                 },
             })
             .await;
@@ -390,42 +387,37 @@ impl PeerNode {
         cert: &NodeCert,
         ca: &CaCert,
         state: &ClusterState,
-    ) -> Result<(), String> {
+    ) -> Result<(), JoinError> {
         let bundle = pb::JoinBundle {
             node_cert_der: cert.der().to_vec(),
             ca_cert_der: ca.der().to_vec(),
-            state: Some(state.to_pb()?),
+            state: Some(state.to_pb().map_err(PeerError::from)?),
         };
-        let sealed = channel
-            .seal(&bundle.encode_to_vec())
-            .map_err(|e| e.to_string())?;
+        let sealed = channel.seal(&bundle.encode_to_vec())?;
         stream.send(Body::Sealed(sealed)).await?;
         let ack = stream.next_sealed(channel, "acknowledgement").await?;
-        let ack = pb::JoinAck::decode(ack.as_slice())
-            .map_err(|e| format!("the appliance's acknowledgement does not decode: {e}"))?;
+        let ack = pb::JoinAck::decode(ack.as_slice()).map_err(|source| JoinError::Undecodable {
+            what: "acknowledgement",
+            source,
+        })?;
         if ack.accepted {
             Ok(())
         } else {
-            Err(format!(
-                "the appliance refused its membership: {}",
-                ack.detail
-            ))
+            Err(JoinError::MembershipRefused { detail: ack.detail })
         }
     }
 
     /// The appliance did not confirm it stored its membership: take it out
     /// again (its certificate revoked), so the cluster does not wait for a
     /// node that does not know it is a member.
-    async fn roll_back_join(&self, node: NodeId, reason: &str) -> String {
+    async fn roll_back_join(&self, node: NodeId, reason: JoinError) -> JoinError {
+        let reason = Box::new(reason);
         match self.apply_change(Change::Remove { node }).await {
-            Ok(report) => format!(
-                "{reason}; the node was taken out of the cluster again (generation {})",
-                report.state.generation()
-            ),
-            Err(e) => format!(
-                "{reason}; taking the node out again failed too: {e}; remove it with \
-                 `appliancectl cluster remove`"
-            ),
+            Ok(report) => JoinError::TakenOut {
+                reason,
+                generation: report.state.generation(),
+            },
+            Err(error) => JoinError::TakeOutFailed { reason, error },
         }
     }
 }
@@ -436,12 +428,11 @@ fn candidate_facts(
     facts: &pb::FactsReply,
     roles: BTreeSet<Role>,
     (sent, received): (std::time::SystemTime, std::time::SystemTime),
-) -> Result<CandidateFacts, String> {
-    let bad = |what: &str, detail: String| {
-        format!(
-            "the appliance at {} sent an unreadable {what}: {detail}; nothing was changed",
-            conn.address()
-        )
+) -> Result<CandidateFacts, JoinError> {
+    let bad = |what: &'static str, detail: String| JoinError::Unreadable {
+        address: conn.address(),
+        what,
+        detail,
     };
     let node_id = Uuid::parse_str(&facts.node_id)
         .map(NodeId)
@@ -493,38 +484,203 @@ fn candidate_facts(
 /// appliance's connection showed and the PAKE bound: the certificate signed
 /// is then for the key that was authenticated, not one the appliance (or a
 /// relay that knew the code) chose afterwards.
-fn check_csr(csr: &NodeCsr, candidate: &CandidateFacts, join_cert: &[u8]) -> Result<(), String> {
-    let verified = csr.verify().map_err(|e| format!("the appliance's {e}"))?;
+fn check_csr(
+    csr: &NodeCsr,
+    candidate: &CandidateFacts,
+    join_cert: &[u8],
+) -> Result<(), CsrMismatch> {
+    let verified = csr.verify().map_err(CsrMismatch::Unverified)?;
     match verified.matches_certificate(join_cert) {
         Ok(true) => {}
         Ok(false) => {
-            return Err(format!(
-                "the appliance's certificate request is for another key than its join \
-                 certificate {} (the one the handshake confirmed)",
-                candidate.fingerprint
-            ))
+            return Err(CsrMismatch::OtherKey {
+                join_cert: candidate.fingerprint,
+            })
         }
-        Err(e) => return Err(format!("the appliance's join certificate: {e}")),
+        Err(e) => return Err(CsrMismatch::JoinCert(e)),
     }
     let subject = verified.subject;
     if subject.node_id != candidate.node_id.uuid() {
-        return Err(format!(
-            "the appliance's certificate request names node {}, its facts node {}",
-            subject.node_id, candidate.node_id
-        ));
+        return Err(CsrMismatch::Node {
+            asked: subject.node_id,
+            facts: candidate.node_id,
+        });
     }
     if !subject.hostname.eq_ignore_ascii_case(&candidate.hostname) {
-        return Err(format!(
-            "the appliance's certificate request names host {:?}, its facts {:?}",
-            subject.hostname, candidate.hostname
-        ));
+        return Err(CsrMismatch::Host {
+            asked: subject.hostname,
+            facts: candidate.hostname.clone(),
+        });
     }
     let asked: BTreeSet<IpAddr> = subject.addresses.iter().copied().collect();
     let facts: BTreeSet<IpAddr> = candidate.addresses.iter().copied().collect();
     if asked != facts {
-        return Err(format!(
-            "the appliance's certificate request names the addresses {asked:?}, its facts {facts:?}"
-        ));
+        return Err(CsrMismatch::Addresses { asked, facts });
     }
     Ok(())
+}
+
+/// Why a join stopped (the admin side). Each message says what changed in
+/// the cluster: nothing, unless it says so.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JoinError {
+    /// This node's own part failed (not a member, no authority, a push).
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The appliance is unreachable or does not fit the cluster.
+    #[error("preflight failed: {failures}; nothing was changed")]
+    Preflight {
+        /// Every failure, joined with "; ".
+        failures: String,
+    },
+    /// Its facts do not read.
+    #[error("the appliance at {address} sent an unreadable {what}: {detail}; nothing was changed")]
+    Unreadable {
+        /// Its join port.
+        address: SocketAddr,
+        /// The fact.
+        what: &'static str,
+        /// The value and what is wrong with it.
+        detail: String,
+    },
+    /// The handshake stream is closed.
+    #[error("the appliance hung up")]
+    HungUp,
+    /// No message within the step limit.
+    #[error("the appliance sent no {what} within {limit:?}")]
+    Silent {
+        /// The message waited for.
+        what: &'static str,
+        /// The step limit.
+        limit: Duration,
+    },
+    /// The appliance ended the stream with an error status.
+    #[error("the appliance refused before its {what}: {message}")]
+    RefusedBefore {
+        /// The message waited for.
+        what: &'static str,
+        /// The status message.
+        message: String,
+    },
+    /// The stream ended.
+    #[error("the appliance hung up before its {what}")]
+    HungUpBefore {
+        /// The message waited for.
+        what: &'static str,
+    },
+    /// A frame without a body.
+    #[error("the appliance sent an empty frame instead of its {what}")]
+    EmptyFrame {
+        /// The message waited for.
+        what: &'static str,
+    },
+    /// A sealed payload where a handshake message belongs.
+    #[error("the appliance sent a sealed payload instead of its {what}")]
+    SealedInstead {
+        /// The message waited for.
+        what: &'static str,
+    },
+    /// A handshake message where a sealed payload belongs.
+    #[error("the appliance sent a handshake message instead of its {what}")]
+    PakeInstead {
+        /// The message waited for.
+        what: &'static str,
+    },
+    /// The secure channel refused to seal or open a payload.
+    #[error(transparent)]
+    Channel(PakeError),
+    /// The PAKE failed (wrong code, another certificate, a malformed message).
+    #[error("{0}; nothing was changed")]
+    Pake(PakeError),
+    /// A sealed payload that is not the message expected.
+    #[error("the appliance's {what} does not decode: {source}")]
+    Undecodable {
+        /// The message.
+        what: &'static str,
+        /// The protobuf error.
+        source: prost::DecodeError,
+    },
+    /// The certificate request does not match what the join checked.
+    #[error("{0}; nothing was changed")]
+    Csr(#[from] CsrMismatch),
+    /// The authority refused to add the node or sign its certificate.
+    #[error("{0}; nothing was changed")]
+    Admit(AuthorityError),
+    /// The appliance refused the bundle.
+    #[error("the appliance refused its membership: {detail}")]
+    MembershipRefused {
+        /// Its reason.
+        detail: String,
+    },
+    /// The appliance did not acknowledge, and was taken out again.
+    #[error("{reason}; the node was taken out of the cluster again (generation {generation})")]
+    TakenOut {
+        /// Why it did not acknowledge.
+        reason: Box<JoinError>,
+        /// The generation without it.
+        generation: u64,
+    },
+    /// The appliance did not acknowledge, and taking it out failed.
+    #[error(
+        "{reason}; taking the node out again failed too: {error}; remove it with \
+         `appliancectl cluster remove`"
+    )]
+    TakeOutFailed {
+        /// Why it did not acknowledge.
+        reason: Box<JoinError>,
+        /// Why the removal failed.
+        error: PeerError,
+    },
+}
+
+impl From<PakeError> for JoinError {
+    fn from(e: PakeError) -> Self {
+        JoinError::Channel(e)
+    }
+}
+
+/// Why the appliance's certificate request is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CsrMismatch {
+    /// Its signature or encoding does not verify.
+    #[error("the appliance's {0}")]
+    Unverified(PkiError),
+    /// Its key is not the join certificate's.
+    #[error(
+        "the appliance's certificate request is for another key than its join certificate \
+         {join_cert} (the one the handshake confirmed)"
+    )]
+    OtherKey {
+        /// The join certificate's fingerprint.
+        join_cert: CertFingerprint,
+    },
+    /// The join certificate does not read.
+    #[error("the appliance's join certificate: {0}")]
+    JoinCert(PkiError),
+    /// Another node id than its facts.
+    #[error("the appliance's certificate request names node {asked}, its facts node {facts}")]
+    Node {
+        /// In the request.
+        asked: Uuid,
+        /// In the facts.
+        facts: NodeId,
+    },
+    /// Another hostname than its facts.
+    #[error("the appliance's certificate request names host {asked:?}, its facts {facts:?}")]
+    Host {
+        /// In the request.
+        asked: String,
+        /// In the facts.
+        facts: String,
+    },
+    /// Other addresses than its facts.
+    #[error(
+        "the appliance's certificate request names the addresses {asked:?}, its facts {facts:?}"
+    )]
+    Addresses {
+        /// In the request.
+        asked: BTreeSet<IpAddr>,
+        /// In the facts.
+        facts: BTreeSet<IpAddr>,
+    },
 }

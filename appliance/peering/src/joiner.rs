@@ -11,19 +11,23 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use appliance_cluster::pake::{JoinerConfirming, JoinerFailure, JoinerHandshake};
+use appliance_cluster::pake::{JoinerConfirming, JoinerFailure, JoinerHandshake, PakeError};
 use appliance_cluster::rand_core::{CryptoRng, OsRng, RngCore};
-use appliance_cluster::{CertFingerprint, JoinCodeSlot, Refusal, SecureChannel};
-use appliance_pki::{CaCert, NodeCert};
+use appliance_cluster::{
+    CertFingerprint, ChangeError, JoinCodeSlot, NodeId, Refusal, SecureChannel,
+};
+use appliance_pki::{CaCert, NodeCert, PkiError};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
 
+use crate::error::{HookError, PeerError};
 use crate::node::{JoinedBundle, MemberSetup, PeerNode, Unjoined};
 use crate::pb::handshake_frame::Body;
 use crate::pb::{self, HandshakeFrame};
-use crate::state::ClusterState;
+use crate::state::{ClusterState, WireError};
 use crate::transport::{ChannelKind, PeerInfo};
 
 /// A join code slot as the handshake uses it: [`JoinCodeSlot`] with any
@@ -186,49 +190,47 @@ impl JoinerRun {
         self.node.inner.timeouts.step
     }
 
-    async fn send(&self, body: Body) -> Result<(), String> {
+    async fn send(&self, body: Body) -> Result<(), JoinedError> {
         self.tx
             .send(Ok(frame(body)))
             .await
-            .map_err(|_| "the admin side hung up".to_string())
+            .map_err(|_| JoinedError::HungUp)
     }
 
     /// The next frame, within the step time limit.
-    async fn next(&mut self, what: &str) -> Result<Body, String> {
+    async fn next(&mut self, what: &'static str) -> Result<Body, JoinedError> {
         let limit = self.step();
         match tokio::time::timeout(limit, self.inbound.message()).await {
-            Err(_) => Err(format!("no {what} within {limit:?}")),
-            Ok(Err(s)) => Err(format!(
-                "the stream failed before the {what}: {}",
-                s.message()
-            )),
-            Ok(Ok(None)) => Err(format!("the admin side hung up before the {what}")),
-            Ok(Ok(Some(HandshakeFrame { body: None }))) => {
-                Err(format!("an empty frame instead of the {what}"))
-            }
+            Err(_) => Err(JoinedError::Silent { what, limit }),
+            Ok(Err(s)) => Err(JoinedError::StreamFailed {
+                what,
+                message: s.message().to_string(),
+            }),
+            Ok(Ok(None)) => Err(JoinedError::HungUpBefore { what }),
+            Ok(Ok(Some(HandshakeFrame { body: None }))) => Err(JoinedError::EmptyFrame { what }),
             Ok(Ok(Some(HandshakeFrame { body: Some(b) }))) => Ok(b),
         }
     }
 
-    async fn next_pake(&mut self, what: &str) -> Result<Vec<u8>, String> {
+    async fn next_pake(&mut self, what: &'static str) -> Result<Vec<u8>, JoinedError> {
         match self.next(what).await? {
             Body::Pake(m) => Ok(m),
-            Body::Sealed(_) => Err(format!("a sealed payload instead of the {what}")),
+            Body::Sealed(_) => Err(JoinedError::SealedInstead { what }),
         }
     }
 
     async fn next_sealed(
         &mut self,
         channel: &mut SecureChannel,
-        what: &str,
-    ) -> Result<Vec<u8>, String> {
+        what: &'static str,
+    ) -> Result<Vec<u8>, JoinedError> {
         match self.next(what).await? {
-            Body::Sealed(s) => channel.open(&s).map_err(|e| e.to_string()),
-            Body::Pake(_) => Err(format!("a handshake message instead of the {what}")),
+            Body::Sealed(s) => Ok(channel.open(&s)?),
+            Body::Pake(_) => Err(JoinedError::PakeInstead { what }),
         }
     }
 
-    async fn run(&mut self) -> Result<(), String> {
+    async fn run(&mut self) -> Result<(), JoinedError> {
         let mut channel = self.confirm().await?;
         let now = Instant::now;
         // From here the code is spent: a join that does not complete gets a new one.
@@ -238,18 +240,18 @@ impl JoinerRun {
                 lock(&self.unjoined.slot).renew(now());
                 let ack = pb::JoinAck {
                     accepted: false,
-                    detail: e.clone(),
+                    detail: e.to_string(),
                 };
                 if let Ok(sealed) = channel.seal(&ack.encode_to_vec()) {
                     let _ = self.send(Body::Sealed(sealed)).await;
                 }
-                Err(format!("{e}; the join code was replaced"))
+                Err(JoinedError::CodeReplaced(Box::new(e)))
             }
         }
     }
 
     /// The PAKE, joiner side: `hello` in, `reply` out, `confirm` in, `confirm` out.
-    async fn confirm(&mut self) -> Result<SecureChannel, String> {
+    async fn confirm(&mut self) -> Result<SecureChannel, JoinedError> {
         let admin_fp = self.info.fingerprint;
         let joiner_fp = self.unjoined.fingerprint;
         let hello = self.next_pake("hello").await?;
@@ -262,14 +264,17 @@ impl JoinerRun {
             }
             Err(failure) => {
                 let _ = self.send(Body::Pake(failure.reply)).await;
-                return Err(failure.error.to_string());
+                return Err(JoinedError::Pake(failure.error));
             }
         };
         let confirm = match self.next_pake("confirm").await {
             Ok(m) => m,
             Err(e) => {
                 let refusal = lock(&self.unjoined.slot).abandon(confirming, Instant::now());
-                return Err(format!("{e} ({refusal})"));
+                return Err(JoinedError::Abandoned {
+                    cause: Box::new(e),
+                    refusal,
+                });
             }
         };
         let step2 = lock(&self.unjoined.slot).receive_confirm(confirming, &confirm, Instant::now());
@@ -286,46 +291,40 @@ impl JoinerRun {
             }
             Err(failure) => {
                 let _ = self.send(Body::Pake(failure.reply)).await;
-                Err(failure.error.to_string())
+                Err(JoinedError::Pake(failure.error))
             }
         }
     }
 
     /// After the PAKE: CSR up, bundle down, checked, stored, ack up.
-    async fn receive_membership(&mut self, channel: &mut SecureChannel) -> Result<(), String> {
-        let csr = self.node.csr().map_err(|e| e.to_string())?;
+    async fn receive_membership(&mut self, channel: &mut SecureChannel) -> Result<(), JoinedError> {
+        let csr = self.node.csr()?;
         let request = pb::JoinRequest {
             csr_der: csr.der().to_vec(),
         };
-        let sealed = channel
-            .seal(&request.encode_to_vec())
-            .map_err(|e| e.to_string())?;
+        let sealed = channel.seal(&request.encode_to_vec())?;
         self.send(Body::Sealed(sealed)).await?;
         let bytes = self.next_sealed(channel, "join bundle").await?;
-        let bundle = pb::JoinBundle::decode(bytes.as_slice())
-            .map_err(|e| format!("the join bundle does not decode: {e}"))?;
+        let bundle =
+            pb::JoinBundle::decode(bytes.as_slice()).map_err(JoinedError::UndecodableBundle)?;
         let bundle = self.check_bundle(bundle, channel)?;
         self.node
             .inner
             .hooks
             .joined(&bundle)
             .await
-            .map_err(|e| format!("this appliance could not store its membership: {e}"))?;
-        self.node
-            .become_member(MemberSetup {
-                ca: bundle.ca,
-                cert: bundle.cert,
-                state: bundle.state,
-                authority: None,
-            })
-            .map_err(|e| e.to_string())?;
+            .map_err(JoinedError::NotStored)?;
+        self.node.become_member(MemberSetup {
+            ca: bundle.ca,
+            cert: bundle.cert,
+            state: bundle.state,
+            authority: None,
+        })?;
         let ack = pb::JoinAck {
             accepted: true,
             detail: String::new(),
         };
-        let sealed = channel
-            .seal(&ack.encode_to_vec())
-            .map_err(|e| e.to_string())?;
+        let sealed = channel.seal(&ack.encode_to_vec())?;
         self.send(Body::Sealed(sealed)).await?;
         Ok(())
     }
@@ -334,50 +333,162 @@ impl JoinerRun {
         &self,
         bundle: pb::JoinBundle,
         channel: &SecureChannel,
-    ) -> Result<JoinedBundle, String> {
-        let ca = CaCert::from_der(bundle.ca_cert_der).map_err(|e| e.to_string())?;
-        let cert = NodeCert::from_der(bundle.node_cert_der).map_err(|e| e.to_string())?;
+    ) -> Result<JoinedBundle, BundleError> {
+        let ca = CaCert::from_der(bundle.ca_cert_der)?;
+        let cert = NodeCert::from_der(bundle.node_cert_der)?;
         let me = self.node.node_id();
         if cert.node_id() != me.uuid() {
-            return Err(format!(
-                "the certificate received names node {}, not this node {me}",
-                cert.node_id()
-            ));
+            return Err(BundleError::OtherNode {
+                named: cert.node_id(),
+                me,
+            });
         }
         if !cert.matches_key(&self.node.inner.key) {
-            return Err("the certificate received is not for this node's key".into());
+            return Err(BundleError::OtherKey);
         }
         if !ca.signed(cert.der()) {
-            return Err(format!(
-                "the certificate received is not signed by the CA received ({})",
-                ca.fingerprint()
-            ));
+            return Err(BundleError::NotSigned {
+                ca: ca.fingerprint(),
+            });
         }
         let state = bundle
             .state
             .as_ref()
-            .ok_or_else(|| "the join bundle has no cluster configuration".to_string())
-            .and_then(ClusterState::from_pb)?;
+            .ok_or(BundleError::NoConfiguration)
+            .and_then(|s| Ok(ClusterState::from_pb(s)?))?;
         if state.config.cluster_id() != channel.cluster_id() {
-            return Err(format!(
-                "the configuration received is for cluster {}, the handshake for {}",
-                state.config.cluster_id(),
-                channel.cluster_id()
-            ));
+            return Err(BundleError::OtherCluster {
+                config: state.config.cluster_id(),
+                handshake: channel.cluster_id(),
+            });
         }
-        state
-            .config
-            .validate()
-            .map_err(|e| format!("the configuration received is not valid: {e}"))?;
-        let member = state
-            .config
-            .member(&me)
-            .ok_or("the configuration received does not list this node")?;
+        state.config.validate().map_err(BundleError::Invalid)?;
+        let member = state.config.member(&me).ok_or(BundleError::NotListed)?;
         if member.fingerprint != CertFingerprint::of_certificate_der(cert.der()) {
-            return Err(
-                "the configuration received lists another certificate for this node".into(),
-            );
+            return Err(BundleError::OtherCertificate);
         }
         Ok(JoinedBundle { ca, cert, state })
     }
+}
+
+/// Why a join of this appliance stopped (the side being joined).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JoinedError {
+    /// The handshake stream is closed.
+    #[error("the admin side hung up")]
+    HungUp,
+    /// No message within the step limit.
+    #[error("no {what} within {limit:?}")]
+    Silent {
+        /// The message waited for.
+        what: &'static str,
+        /// The step limit.
+        limit: Duration,
+    },
+    /// The stream ended with an error status.
+    #[error("the stream failed before the {what}: {message}")]
+    StreamFailed {
+        /// The message waited for.
+        what: &'static str,
+        /// The status message.
+        message: String,
+    },
+    /// The stream ended.
+    #[error("the admin side hung up before the {what}")]
+    HungUpBefore {
+        /// The message waited for.
+        what: &'static str,
+    },
+    /// A frame without a body.
+    #[error("an empty frame instead of the {what}")]
+    EmptyFrame {
+        /// The message waited for.
+        what: &'static str,
+    },
+    /// A sealed payload where a handshake message belongs.
+    #[error("a sealed payload instead of the {what}")]
+    SealedInstead {
+        /// The message waited for.
+        what: &'static str,
+    },
+    /// A handshake message where a sealed payload belongs.
+    #[error("a handshake message instead of the {what}")]
+    PakeInstead {
+        /// The message waited for.
+        what: &'static str,
+    },
+    /// The PAKE refused the admin side, or the secure channel a payload.
+    #[error(transparent)]
+    Pake(#[from] PakeError),
+    /// The admin side went away between the PAKE steps.
+    #[error("{cause} ({refusal})")]
+    Abandoned {
+        /// How it went away.
+        cause: Box<JoinedError>,
+        /// What the join code slot counted.
+        refusal: Refusal,
+    },
+    /// This node's own part (its request, becoming a member).
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The bundle is not protobuf.
+    #[error("the join bundle does not decode: {0}")]
+    UndecodableBundle(prost::DecodeError),
+    /// The bundle does not check out.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The daemon could not store the membership.
+    #[error("this appliance could not store its membership: {0}")]
+    NotStored(HookError),
+    /// A failure after the PAKE: the code is spent and was replaced.
+    #[error("{0}; the join code was replaced")]
+    CodeReplaced(Box<JoinedError>),
+}
+
+/// Why the bundle received is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BundleError {
+    /// A certificate does not read.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The certificate is for another node.
+    #[error("the certificate received names node {named}, not this node {me}")]
+    OtherNode {
+        /// The node it names.
+        named: Uuid,
+        /// This node.
+        me: NodeId,
+    },
+    /// The certificate is for another key.
+    #[error("the certificate received is not for this node's key")]
+    OtherKey,
+    /// The CA did not sign the certificate.
+    #[error("the certificate received is not signed by the CA received ({ca})")]
+    NotSigned {
+        /// The CA's fingerprint.
+        ca: String,
+    },
+    /// No state in the bundle.
+    #[error("the join bundle has no cluster configuration")]
+    NoConfiguration,
+    /// The state does not decode.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The state is another cluster's than the handshake's.
+    #[error("the configuration received is for cluster {config}, the handshake for {handshake}")]
+    OtherCluster {
+        /// The configuration's cluster.
+        config: Uuid,
+        /// The handshake's cluster.
+        handshake: Uuid,
+    },
+    /// The configuration breaks the membership rules.
+    #[error("the configuration received is not valid: {0}")]
+    Invalid(ChangeError),
+    /// The configuration does not list this node.
+    #[error("the configuration received does not list this node")]
+    NotListed,
+    /// The configuration lists another certificate for this node.
+    #[error("the configuration received lists another certificate for this node")]
+    OtherCertificate,
 }

@@ -36,7 +36,7 @@ mod transport;
 
 use std::time::Duration;
 
-pub use admin::{ChangeReport, PushOutcome, RemoveReport};
+pub use admin::{ChangeReport, PushFailure, PushOutcome, RemoveReport};
 pub use authority::{
     Authority, AuthorityError, AuthorityRecord, LocalAuthority, MemoryPersist, Persist,
     RemoteAuthority,
@@ -49,7 +49,7 @@ pub use node::{
     authority_member, system_clock, Clock, FormedCluster, JoinedBundle, LocalFacts, MemberSetup,
     NodeHooks, NodeSetup, NodeStatus, PeerNode,
 };
-pub use state::ClusterState;
+pub use state::{ClusterState, StatePart, WireError};
 pub use transport::{ChannelKind, PeerInfo};
 
 /// Generated code for `appliance.peer.v1`.

@@ -25,28 +25,67 @@ impl ClusterState {
     }
 
     /// The wire form (JSON inside protobuf).
-    pub(crate) fn to_pb(&self) -> Result<pb::ClusterState, String> {
+    pub(crate) fn to_pb(&self) -> Result<pb::ClusterState, WireError> {
+        let encode = |part: StatePart| move |source| WireError::Encode { part, source };
         Ok(pb::ClusterState {
-            config_json: serde_json::to_string(&self.config)
-                .map_err(|e| format!("cannot encode the cluster configuration: {e}"))?,
+            config_json: serde_json::to_string(&self.config).map_err(encode(StatePart::Config))?,
             revocations_json: serde_json::to_string(&self.revocations)
-                .map_err(|e| format!("cannot encode the revocation list: {e}"))?,
+                .map_err(encode(StatePart::Revocations))?,
         })
     }
 
     /// Reads the wire form; the decoders check every member and entry.
-    pub(crate) fn from_pb(p: &pb::ClusterState) -> Result<ClusterState, String> {
-        let config: ClusterConfig = serde_json::from_str(&p.config_json)
-            .map_err(|e| format!("the cluster configuration is not valid: {e}"))?;
+    pub(crate) fn from_pb(p: &pb::ClusterState) -> Result<ClusterState, WireError> {
+        let decode = |part: StatePart| move |source| WireError::Decode { part, source };
+        let config: ClusterConfig =
+            serde_json::from_str(&p.config_json).map_err(decode(StatePart::Config))?;
         let revocations: RevocationList = if p.revocations_json.is_empty() {
             RevocationList::new()
         } else {
-            serde_json::from_str(&p.revocations_json)
-                .map_err(|e| format!("the revocation list is not valid: {e}"))?
+            serde_json::from_str(&p.revocations_json).map_err(decode(StatePart::Revocations))?
         };
         Ok(ClusterState {
             config,
             revocations,
         })
     }
+}
+
+/// The part of a [`ClusterState`] that did not encode or decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatePart {
+    /// The membership.
+    Config,
+    /// The revocation list.
+    Revocations,
+}
+
+impl std::fmt::Display for StatePart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StatePart::Config => "cluster configuration",
+            StatePart::Revocations => "revocation list",
+        })
+    }
+}
+
+/// A [`ClusterState`] that cannot be put on or read from the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Encoding failed (this node's own state).
+    #[error("cannot encode the {part}: {source}")]
+    Encode {
+        /// Which part.
+        part: StatePart,
+        /// The JSON encoder's error.
+        source: serde_json::Error,
+    },
+    /// A peer sent a state that does not decode or does not pass the decoders' checks.
+    #[error("the {part} is not valid: {source}")]
+    Decode {
+        /// Which part.
+        part: StatePart,
+        /// The JSON decoder's error, naming what is wrong.
+        source: serde_json::Error,
+    },
 }

@@ -122,9 +122,21 @@ struct ExecCheck {
     args: Vec<String>,
 }
 
+/// A `[health]` table with none or several of its check kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("health needs exactly one of [health.tcp], [health.http], [health.exec]")]
+pub struct HealthKindError {
+    /// How many of the three were given (0, 2 or 3).
+    pub given: usize,
+}
+
 impl TryFrom<RawHealth> for Health {
-    type Error = String;
-    fn try_from(raw: RawHealth) -> Result<Self, String> {
+    type Error = HealthKindError;
+    fn try_from(raw: RawHealth) -> Result<Self, HealthKindError> {
+        let given = [raw.tcp.is_some(), raw.http.is_some(), raw.exec.is_some()]
+            .into_iter()
+            .filter(|&g| g)
+            .count();
         let check = match (raw.tcp, raw.http, raw.exec) {
             (Some(t), None, None) => HealthCheck::Tcp { port: t.port },
             (None, Some(h), None) => HealthCheck::Http {
@@ -135,11 +147,7 @@ impl TryFrom<RawHealth> for Health {
                 command: e.command,
                 args: e.args,
             },
-            _ => {
-                return Err("health needs exactly one of [health.tcp], [health.http], \
-                            [health.exec]"
-                    .to_string())
-            }
+            _ => return Err(HealthKindError { given }),
         };
         Ok(Health {
             check,

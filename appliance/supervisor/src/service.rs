@@ -15,11 +15,22 @@ use crate::reaper::Spawned;
 use crate::schedule::{Probe, ProbeSchedule};
 use crate::spawn::{launch, resolve_command};
 use crate::status::ServiceState;
-use crate::supervisor::Shared;
+use crate::supervisor::{Shared, SupervisorError};
 use crate::{backoff, health, Manifest};
 
 /// How long to wait for a SIGKILLed child to be reaped before giving up on it.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Why one health probe failed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    /// The probe ran and failed.
+    #[error(transparent)]
+    Check(#[from] health::HealthError),
+    /// The exec check's command is missing.
+    #[error(transparent)]
+    Command(#[from] SupervisorError),
+}
 
 /// Requests from the `Supervisor` handle.
 pub(crate) enum Control {
@@ -313,19 +324,18 @@ impl ServiceTask {
         }
     }
 
-    async fn probe(&self, check: &HealthCheck, limit: Duration) -> Result<(), String> {
+    async fn probe(&self, check: &HealthCheck, limit: Duration) -> Result<(), ProbeError> {
         let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let result = match check {
             HealthCheck::Tcp { port } => health::check_tcp(local(*port), limit).await,
             HealthCheck::Http { port, path } => health::check_http(local(*port), path, limit).await,
             HealthCheck::Exec { command, args } => {
                 let opts = &self.shared.opts;
-                let path = resolve_command(&self.manifest.name, &opts.bin_dir, command)
-                    .map_err(|e| e.to_string())?;
+                let path = resolve_command(&self.manifest.name, &opts.bin_dir, command)?;
                 health::check_exec(&opts.reaper, path, args, limit).await
             }
         };
-        result.map_err(|e| e.to_string())
+        Ok(result?)
     }
 
     /// Sends the stop signal to the process group, escalates to SIGKILL after the timeout,

@@ -77,7 +77,7 @@ fn push_result(p: &PushOutcome) -> PushResult {
         ok: p.result.is_ok(),
         message: match &p.result {
             Ok(g) => format!("has generation {g}"),
-            Err(e) => e.clone(),
+            Err(e) => e.to_string(),
         },
     }
 }
