@@ -85,10 +85,14 @@ async fn a_service_up_at_once_is_healthy_long_before_its_interval_and_so_is_its_
     let dir = tempfile::tempdir().expect("tempdir");
     let sup = supervisor(dir.path());
     let (port, accepted) = counting_listener().await;
-    // The same pacing as services/*.toml, with a longer interval to make the point.
+    // The same pacing as services/*.toml, with a longer interval to make the point: a first
+    // probe on the interval (the behaviour early probes replaced) shows as 10 s.
+    let interval = Duration::from_secs(10);
     let health = format!(
-        "[health]\ninterval_ms = 5000\ntimeout_ms = 1000\nstart_period_ms = 5000\n\
-         failures_before_restart = 3\n[health.tcp]\nport = {port}\n"
+        "[health]\ninterval_ms = {}\ntimeout_ms = 1000\nstart_period_ms = {}\n\
+         failures_before_restart = 3\n[health.tcp]\nport = {port}\n",
+        interval.as_millis(),
+        interval.as_millis()
     );
     let t0 = Instant::now();
     sup.set_placed(vec![
@@ -108,10 +112,11 @@ async fn a_service_up_at_once_is_healthy_long_before_its_interval_and_so_is_its_
     let front = wait_for(&sup, "front", LONG, healthy).await;
     let front_at = t0.elapsed();
     eprintln!("placement to healthy: back {back_at:?}, front {front_at:?}");
-    // The first probe is 20 ms after the spawn; 1 s leaves room for a loaded machine and is
-    // still a fifth of the interval, where the first probe used to be.
-    assert!(back_at < Duration::from_secs(1), "back took {back_at:?}");
-    assert!(front_at < Duration::from_secs(1), "front took {front_at:?}");
+    // The first probe is 20 ms after the spawn. Compared with the interval, not with a raw
+    // wall time: half of it leaves seconds for a loaded machine, and a first probe on the
+    // interval (or any later) cannot pass.
+    assert!(back_at < interval / 2, "back took {back_at:?}");
+    assert!(front_at < interval / 2, "front took {front_at:?}");
     assert!(back.pid.is_some() && front.pid.is_some());
     assert_eq!(back.last_error, None);
 
@@ -128,12 +133,16 @@ async fn a_service_that_never_passes_fails_on_the_regular_schedule() {
     let probes = dir.path().join("probes");
     let check = format!("echo probe >> {}; exit 1", probes.display());
     // No start period, so any failure that counted would show at once. Early probes at about
-    // 20, 60, 140 and 300 ms fail without counting; the regular ones at 300 and 600 ms are the
-    // two misses: killed at 600 ms, and with max_restarts = 0 that is Failed.
+    // 20, 60, 140, 300, 620 and 1260 ms fail without counting; the regular ones at 2 and 4 s
+    // are the two misses: killed at 4 s, and with max_restarts = 0 that is Failed. The interval
+    // is long so that the slack for a loaded machine below stays under one interval: a
+    // schedule one interval late fails.
+    let interval = Duration::from_millis(2000);
     let extra = format!(
-        "[health]\ninterval_ms = 300\ntimeout_ms = 1000\nstart_period_ms = 0\n\
+        "[health]\ninterval_ms = {}\ntimeout_ms = 1000\nstart_period_ms = 0\n\
          failures_before_restart = 2\n[health.exec]\ncommand = \"/bin/sh\"\nargs = [\"-c\", {check:?}]\n\
-         [restart]\nmax_restarts = 0\n"
+         [restart]\nmax_restarts = 0\n",
+        interval.as_millis()
     );
     let t0 = Instant::now();
     sup.set_placed(vec![manifest("sick", "/bin/sleep", &["60"], &extra)])
@@ -152,10 +161,11 @@ async fn a_service_that_never_passes_fails_on_the_regular_schedule() {
     let unhealthy_at = first(|s| *s == ServiceState::Unhealthy);
     let failed_at = first(|s| matches!(s, ServiceState::Failed { .. }));
     // Not one moment earlier than without early probes...
-    assert!(unhealthy_at >= Duration::from_millis(300), "{seen:?}");
-    assert!(failed_at >= Duration::from_millis(600), "{seen:?}");
-    // ...and not much later either (slack for a loaded machine).
-    assert!(failed_at < Duration::from_millis(1_800), "{seen:?}");
+    assert!(unhealthy_at >= interval, "{seen:?}");
+    assert!(failed_at >= interval * 2, "{seen:?}");
+    // ...and not an interval later either (the slack is for a loaded machine).
+    assert!(unhealthy_at < interval + interval * 3 / 4, "{seen:?}");
+    assert!(failed_at < interval * 2 + interval * 3 / 4, "{seen:?}");
     // Before the first counted miss it was only ever Starting.
     assert!(
         seen.iter()
