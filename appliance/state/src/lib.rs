@@ -184,11 +184,29 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// Opens `dir` again in this process. sled's flusher thread keeps the
+    /// dropped database's file lock until its next wake-up (up to
+    /// `flush_every_ms`, longer on a loaded machine), so a reopen right after
+    /// a drop can meet `WouldBlock`: retried for at most 10 s.
+    fn reopen(dir: &Path) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(dir) {
+                Ok(store) => return store,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[test]
     fn identity_is_created_once_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let first = Store::open(dir.path()).unwrap().identity().unwrap();
-        let again = Store::open(dir.path()).unwrap().identity().unwrap();
+        let again = reopen(dir.path()).identity().unwrap();
         assert_eq!(first, again);
     }
 
