@@ -66,7 +66,7 @@ awk -v cargo_status="$cargo_status" '
   }
   /^ +Doc-tests / { close_block(); cur = "doc-tests " $2; cur_layer = "unit"; have_result = 0; binaries[cur_layer]++; next }
   /^SKIPPED \(opt-out / { skipped[cur_layer]++; next }
-  /^MISSING PREREQUISITE: / { sub(/^MISSING PREREQUISITE: /, ""); missing[++nmissing] = $0; next }
+  /^MISSING PREREQUISITE: / { sub(/^MISSING PREREQUISITE: /, ""); missing[++nmissing] = cur ": " $0; next }
   /^test result: / {
     if (cur == "") next
     have_result = 1

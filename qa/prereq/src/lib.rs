@@ -71,8 +71,8 @@ impl Need {
     pub fn missing(self) -> Option<String> {
         match self {
             Need::Root => (!is_root()).then(|| {
-                "root (it creates network namespaces and changes the kernel's network, \
-                 firewall or hostname): run it as root, e.g. `sudo make test`"
+                "root (namespaces, netlink, nft, sethostname or setuid): run as root, \
+                 e.g. `sudo make test`"
                     .to_string()
             }),
             Need::Nft => (!on_path("nft"))
