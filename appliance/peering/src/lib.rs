@@ -8,9 +8,10 @@
 //! - [`node`]: [`PeerNode`], a node's peer side: idle, waiting to be joined
 //!   or a member; one server on the peer port that follows that state; the
 //!   [`NodeHooks`] through which the daemon stores what is accepted;
-//! - [`joiner`]: the appliance being joined (`Join` service: facts, the
-//!   joiner's half of the handshake, the bundle check);
-//! - [`join`]: the admin side of a join, with progress events;
+//! - [`join`]: joining an appliance, both sides: `join::driver`, the
+//!   admin side, run by a member, with progress events; `join::candidate`,
+//!   the appliance being joined (`Join` service: facts, the candidate's
+//!   half of the handshake, the bundle check);
 //! - [`admin`]: what else a member does for an administrator (change,
 //!   remove) and for itself (catch up, renew);
 //! - `cluster_service`: the `Cluster` service a member serves;
@@ -29,7 +30,6 @@ pub mod client;
 mod cluster_service;
 mod error;
 pub mod join;
-pub mod joiner;
 pub mod node;
 mod state;
 mod transport;
@@ -43,8 +43,7 @@ pub use authority::{
 };
 pub use client::{ClusterDialer, JoinConnection, PeerResolver, SamePort};
 pub use error::{HookError, PeerError};
-pub use join::JoinProgress;
-pub use joiner::{JoinSlot, SharedSlot};
+pub use join::{JoinProgress, JoinSlot, SharedSlot};
 pub use node::{
     authority_member, system_clock, Clock, FormedCluster, JoinedBundle, LocalFacts, MemberSetup,
     NodeHooks, NodeSetup, NodeStatus, PeerNode,

@@ -32,7 +32,7 @@ use crate::authority::{Authority, AuthorityRecord, LocalAuthority, Persist, Remo
 use crate::client::{ClusterDialer, PeerResolver};
 use crate::cluster_service::ClusterService;
 use crate::error::{error_chain, HookError, PeerError};
-use crate::joiner::{JoinService, SharedSlot};
+use crate::join::{JoinService, SharedSlot};
 use crate::pb::cluster_server::ClusterServer;
 use crate::pb::join_server::JoinServer;
 use crate::state::ClusterState;

@@ -1,4 +1,4 @@
-//! The appliance being joined: its `Join` service. `Facts` answers what
+//! The appliance being joined (the candidate): its `Join` service. `Facts` answers what
 //! preflight needs; `Handshake` runs the joiner's side of the PAKE against
 //! the node's join code slot (every attempt counted there; every refusal
 //! logged with the peer's address), then sends its certificate request,
@@ -11,23 +11,20 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use appliance_cluster::pake::{JoinerConfirming, JoinerFailure, JoinerHandshake, PakeError};
+use appliance_cluster::pake::{JoinerConfirming, JoinerFailure, JoinerHandshake};
 use appliance_cluster::rand_core::{CryptoRng, OsRng, RngCore};
-use appliance_cluster::{
-    CertFingerprint, ChangeError, JoinCodeSlot, NodeId, Refusal, SecureChannel,
-};
-use appliance_pki::{CaCert, NodeCert, PkiError};
+use appliance_cluster::{CertFingerprint, JoinCodeSlot, Refusal, SecureChannel};
+use appliance_pki::{CaCert, NodeCert};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use uuid::Uuid;
 
-use crate::error::{HookError, PeerError};
+use super::error::{BundleError, CandidateError};
 use crate::node::{JoinedBundle, MemberSetup, PeerNode, Unjoined};
 use crate::pb::handshake_frame::Body;
 use crate::pb::{self, HandshakeFrame};
-use crate::state::{ClusterState, WireError};
+use crate::state::ClusterState;
 use crate::transport::{ChannelKind, PeerInfo};
 
 /// A join code slot as the handshake uses it: [`JoinCodeSlot`] with any
@@ -157,7 +154,7 @@ impl pb::join_server::Join for JoinService {
         let inbound = req.into_inner();
         tokio::spawn(async move {
             let peer = info.remote;
-            let mut run = JoinerRun {
+            let mut run = CandidateRun {
                 node,
                 unjoined,
                 info,
@@ -173,7 +170,7 @@ impl pb::join_server::Join for JoinService {
     }
 }
 
-struct JoinerRun {
+struct CandidateRun {
     node: PeerNode,
     unjoined: Arc<Unjoined>,
     info: PeerInfo,
@@ -185,37 +182,37 @@ fn frame(body: Body) -> HandshakeFrame {
     HandshakeFrame { body: Some(body) }
 }
 
-impl JoinerRun {
+impl CandidateRun {
     fn step(&self) -> Duration {
         self.node.inner.timeouts.step
     }
 
-    async fn send(&self, body: Body) -> Result<(), JoinedError> {
+    async fn send(&self, body: Body) -> Result<(), CandidateError> {
         self.tx
             .send(Ok(frame(body)))
             .await
-            .map_err(|_| JoinedError::HungUp)
+            .map_err(|_| CandidateError::HungUp)
     }
 
     /// The next frame, within the step time limit.
-    async fn next(&mut self, what: &'static str) -> Result<Body, JoinedError> {
+    async fn next(&mut self, what: &'static str) -> Result<Body, CandidateError> {
         let limit = self.step();
         match tokio::time::timeout(limit, self.inbound.message()).await {
-            Err(_) => Err(JoinedError::Silent { what, limit }),
-            Ok(Err(s)) => Err(JoinedError::StreamFailed {
+            Err(_) => Err(CandidateError::Silent { what, limit }),
+            Ok(Err(s)) => Err(CandidateError::StreamFailed {
                 what,
                 message: s.message().to_string(),
             }),
-            Ok(Ok(None)) => Err(JoinedError::HungUpBefore { what }),
-            Ok(Ok(Some(HandshakeFrame { body: None }))) => Err(JoinedError::EmptyFrame { what }),
+            Ok(Ok(None)) => Err(CandidateError::HungUpBefore { what }),
+            Ok(Ok(Some(HandshakeFrame { body: None }))) => Err(CandidateError::EmptyFrame { what }),
             Ok(Ok(Some(HandshakeFrame { body: Some(b) }))) => Ok(b),
         }
     }
 
-    async fn next_pake(&mut self, what: &'static str) -> Result<Vec<u8>, JoinedError> {
+    async fn next_pake(&mut self, what: &'static str) -> Result<Vec<u8>, CandidateError> {
         match self.next(what).await? {
             Body::Pake(m) => Ok(m),
-            Body::Sealed(_) => Err(JoinedError::SealedInstead { what }),
+            Body::Sealed(_) => Err(CandidateError::SealedInstead { what }),
         }
     }
 
@@ -223,14 +220,14 @@ impl JoinerRun {
         &mut self,
         channel: &mut SecureChannel,
         what: &'static str,
-    ) -> Result<Vec<u8>, JoinedError> {
+    ) -> Result<Vec<u8>, CandidateError> {
         match self.next(what).await? {
             Body::Sealed(s) => Ok(channel.open(&s)?),
-            Body::Pake(_) => Err(JoinedError::PakeInstead { what }),
+            Body::Pake(_) => Err(CandidateError::PakeInstead { what }),
         }
     }
 
-    async fn run(&mut self) -> Result<(), JoinedError> {
+    async fn run(&mut self) -> Result<(), CandidateError> {
         let mut channel = self.confirm().await?;
         let now = Instant::now;
         // From here the code is spent: a join that does not complete gets a new one.
@@ -245,13 +242,13 @@ impl JoinerRun {
                 if let Ok(sealed) = channel.seal(&ack.encode_to_vec()) {
                     let _ = self.send(Body::Sealed(sealed)).await;
                 }
-                Err(JoinedError::CodeReplaced(Box::new(e)))
+                Err(CandidateError::CodeReplaced(Box::new(e)))
             }
         }
     }
 
     /// The PAKE, joiner side: `hello` in, `reply` out, `confirm` in, `confirm` out.
-    async fn confirm(&mut self) -> Result<SecureChannel, JoinedError> {
+    async fn confirm(&mut self) -> Result<SecureChannel, CandidateError> {
         let admin_fp = self.info.fingerprint;
         let joiner_fp = self.unjoined.fingerprint;
         let hello = self.next_pake("hello").await?;
@@ -264,14 +261,14 @@ impl JoinerRun {
             }
             Err(failure) => {
                 let _ = self.send(Body::Pake(failure.reply)).await;
-                return Err(JoinedError::Pake(failure.error));
+                return Err(CandidateError::Pake(failure.error));
             }
         };
         let confirm = match self.next_pake("confirm").await {
             Ok(m) => m,
             Err(e) => {
                 let refusal = lock(&self.unjoined.slot).abandon(confirming, Instant::now());
-                return Err(JoinedError::Abandoned {
+                return Err(CandidateError::Abandoned {
                     cause: Box::new(e),
                     refusal,
                 });
@@ -291,13 +288,16 @@ impl JoinerRun {
             }
             Err(failure) => {
                 let _ = self.send(Body::Pake(failure.reply)).await;
-                Err(JoinedError::Pake(failure.error))
+                Err(CandidateError::Pake(failure.error))
             }
         }
     }
 
     /// After the PAKE: CSR up, bundle down, checked, stored, ack up.
-    async fn receive_membership(&mut self, channel: &mut SecureChannel) -> Result<(), JoinedError> {
+    async fn receive_membership(
+        &mut self,
+        channel: &mut SecureChannel,
+    ) -> Result<(), CandidateError> {
         let csr = self.node.csr()?;
         let request = pb::JoinRequest {
             csr_der: csr.der().to_vec(),
@@ -306,14 +306,14 @@ impl JoinerRun {
         self.send(Body::Sealed(sealed)).await?;
         let bytes = self.next_sealed(channel, "join bundle").await?;
         let bundle =
-            pb::JoinBundle::decode(bytes.as_slice()).map_err(JoinedError::UndecodableBundle)?;
+            pb::JoinBundle::decode(bytes.as_slice()).map_err(CandidateError::UndecodableBundle)?;
         let bundle = self.check_bundle(bundle, channel)?;
         self.node
             .inner
             .hooks
             .joined(&bundle)
             .await
-            .map_err(JoinedError::NotStored)?;
+            .map_err(CandidateError::NotStored)?;
         self.node.become_member(MemberSetup {
             ca: bundle.ca,
             cert: bundle.cert,
@@ -369,126 +369,4 @@ impl JoinerRun {
         }
         Ok(JoinedBundle { ca, cert, state })
     }
-}
-
-/// Why a join of this appliance stopped (the side being joined).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum JoinedError {
-    /// The handshake stream is closed.
-    #[error("the admin side hung up")]
-    HungUp,
-    /// No message within the step limit.
-    #[error("no {what} within {limit:?}")]
-    Silent {
-        /// The message waited for.
-        what: &'static str,
-        /// The step limit.
-        limit: Duration,
-    },
-    /// The stream ended with an error status.
-    #[error("the stream failed before the {what}: {message}")]
-    StreamFailed {
-        /// The message waited for.
-        what: &'static str,
-        /// The status message.
-        message: String,
-    },
-    /// The stream ended.
-    #[error("the admin side hung up before the {what}")]
-    HungUpBefore {
-        /// The message waited for.
-        what: &'static str,
-    },
-    /// A frame without a body.
-    #[error("an empty frame instead of the {what}")]
-    EmptyFrame {
-        /// The message waited for.
-        what: &'static str,
-    },
-    /// A sealed payload where a handshake message belongs.
-    #[error("a sealed payload instead of the {what}")]
-    SealedInstead {
-        /// The message waited for.
-        what: &'static str,
-    },
-    /// A handshake message where a sealed payload belongs.
-    #[error("a handshake message instead of the {what}")]
-    PakeInstead {
-        /// The message waited for.
-        what: &'static str,
-    },
-    /// The PAKE refused the admin side, or the secure channel a payload.
-    #[error(transparent)]
-    Pake(#[from] PakeError),
-    /// The admin side went away between the PAKE steps.
-    #[error("{cause} ({refusal})")]
-    Abandoned {
-        /// How it went away.
-        cause: Box<JoinedError>,
-        /// What the join code slot counted.
-        refusal: Refusal,
-    },
-    /// This node's own part (its request, becoming a member).
-    #[error(transparent)]
-    Peer(#[from] PeerError),
-    /// The bundle is not protobuf.
-    #[error("the join bundle does not decode: {0}")]
-    UndecodableBundle(prost::DecodeError),
-    /// The bundle does not check out.
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-    /// The daemon could not store the membership.
-    #[error("this appliance could not store its membership: {0}")]
-    NotStored(HookError),
-    /// A failure after the PAKE: the code is spent and was replaced.
-    #[error("{0}; the join code was replaced")]
-    CodeReplaced(Box<JoinedError>),
-}
-
-/// Why the bundle received is refused.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BundleError {
-    /// A certificate does not read.
-    #[error(transparent)]
-    Pki(#[from] PkiError),
-    /// The certificate is for another node.
-    #[error("the certificate received names node {named}, not this node {me}")]
-    OtherNode {
-        /// The node it names.
-        named: Uuid,
-        /// This node.
-        me: NodeId,
-    },
-    /// The certificate is for another key.
-    #[error("the certificate received is not for this node's key")]
-    OtherKey,
-    /// The CA did not sign the certificate.
-    #[error("the certificate received is not signed by the CA received ({ca})")]
-    NotSigned {
-        /// The CA's fingerprint.
-        ca: String,
-    },
-    /// No state in the bundle.
-    #[error("the join bundle has no cluster configuration")]
-    NoConfiguration,
-    /// The state does not decode.
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    /// The state is another cluster's than the handshake's.
-    #[error("the configuration received is for cluster {config}, the handshake for {handshake}")]
-    OtherCluster {
-        /// The configuration's cluster.
-        config: Uuid,
-        /// The handshake's cluster.
-        handshake: Uuid,
-    },
-    /// The configuration breaks the membership rules.
-    #[error("the configuration received is not valid: {0}")]
-    Invalid(ChangeError),
-    /// The configuration does not list this node.
-    #[error("the configuration received does not list this node")]
-    NotListed,
-    /// The configuration lists another certificate for this node.
-    #[error("the configuration received lists another certificate for this node")]
-    OtherCertificate,
 }
