@@ -35,7 +35,10 @@ async fn a_crashed_daemon_restarts_into_the_same_state() -> anyhow::Result<()> {
         .await?;
     let before = snapshot(&node).await?;
     let old = pids(&node).await?;
-    assert!(old.iter().all(|(_, p)| *p != 0), "{old:?}");
+    assert!(
+        !old.is_empty() && old.iter().all(|(_, p)| *p != 0),
+        "{old:?}"
+    );
 
     node.crash()?;
     // The dead daemon's services are still there, holding their ports.
@@ -48,8 +51,25 @@ async fn a_crashed_daemon_restarts_into_the_same_state() -> anyhow::Result<()> {
     node.wait_ready(READY_LIMIT).await?;
     assert_eq!(snapshot(&node).await?, before);
     let new = pids(&node).await?;
-    for ((name, old_pid), (_, new_pid)) in old.iter().zip(&new) {
-        assert_ne!(old_pid, new_pid, "{name} was not restarted");
+    // Matched by name: every service that ran before runs again, no more.
+    let names = |l: &[(String, u32)]| {
+        let mut n: Vec<String> = l.iter().map(|(name, _)| name.clone()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&new),
+        names(&old),
+        "the services after the crash are not those before"
+    );
+    for (name, old_pid) in &old {
+        let new_pid = new
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| anyhow::anyhow!("{name} is missing after the crash: {new:?}"))?;
+        assert_ne!(new_pid, 0, "{name} is not running after the crash");
+        assert_ne!(*old_pid, new_pid, "{name} was not restarted");
         let gone = qa::wait::until(
             Duration::from_secs(5),
             Duration::from_millis(50),

@@ -61,6 +61,21 @@ async fn wait_for(
     .await
 }
 
+/// The backoff delays applianced logged for `service` ("restarting after
+/// backoff ... delay=500ms"), in order.
+fn backoffs(log: &str, service: &str) -> Vec<String> {
+    let tag = format!("service={service}");
+    log.lines()
+        .filter(|l| l.contains("restarting after backoff"))
+        .filter(|l| l.split_whitespace().any(|w| w == tag))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("delay="))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_services_restart_with_backoff_and_crashers_end_failed() -> anyhow::Result<()> {
     if test_prereq::opted_out(test_prereq::KERNEL) {
@@ -114,9 +129,15 @@ async fn killed_services_restart_with_backoff_and_crashers_end_failed() -> anyho
     .await?;
     let delay1 = killed_at.elapsed();
     assert_eq!(second.restarts, first.restarts + 1);
+    // From both sides: not before its 500 ms backoff, and before the 1 s a
+    // fixed 1 s backoff would take (the rest is polling latency).
     assert!(
         delay1 >= Duration::from_millis(450),
         "restarted after {delay1:?}, before its backoff"
+    );
+    assert!(
+        delay1 < Duration::from_millis(1000),
+        "restarted after {delay1:?}: the first backoff is 500 ms"
     );
 
     // Killed again before its failure count resets: the backoff has doubled.
@@ -134,6 +155,18 @@ async fn killed_services_restart_with_backoff_and_crashers_end_failed() -> anyho
     assert!(
         delay2 >= Duration::from_millis(950),
         "second restart after {delay2:?}: backoff did not grow"
+    );
+    assert!(
+        delay2 < Duration::from_millis(2000),
+        "second restart after {delay2:?}: the backoff grew past double"
+    );
+    // The same seen from applianced: the delays it slept, exactly.
+    let log = std::fs::read_to_string(node.state_dir().join("applianced.log"))?;
+    let slept = backoffs(&log, "portal");
+    assert_eq!(
+        slept[slept.len().saturating_sub(2)..],
+        ["500ms", "1s"],
+        "portal's backoffs (killed after {delay1:?}, then {delay2:?})"
     );
     wait_for(&node, "portal", "portal healthy again", |s| {
         s.state == "healthy"
