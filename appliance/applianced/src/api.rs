@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::cluster::Cluster;
 use crate::node::Node;
 use crate::ready::Readiness;
-use crate::reconcilers::unix_ms;
+use crate::time::unix_ms;
 
 /// The API service of one node.
 pub struct Api {
@@ -23,20 +23,6 @@ pub struct Api {
     pub cluster: Option<Cluster>,
 }
 
-/// The short state names shown to users.
-pub fn state_name(state: &ServiceState) -> &'static str {
-    match state {
-        ServiceState::Starting => "starting",
-        ServiceState::Running => "running",
-        ServiceState::Healthy => "healthy",
-        ServiceState::Unhealthy => "unhealthy",
-        ServiceState::Backoff { .. } => "backoff",
-        ServiceState::Failed { .. } => "failed",
-        ServiceState::Stopping => "stopping",
-        ServiceState::Stopped => "stopped",
-    }
-}
-
 fn service_info(s: &ServiceStatus, ports: Vec<String>) -> ServiceInfo {
     let last_error = match &s.state {
         ServiceState::Failed { reason } => reason.clone(),
@@ -45,7 +31,7 @@ fn service_info(s: &ServiceStatus, ports: Vec<String>) -> ServiceInfo {
     ServiceInfo {
         name: s.name.clone(),
         role: format!("{:?}", s.role).to_lowercase(),
-        state: state_name(&s.state).to_owned(),
+        state: s.state.name().to_owned(),
         pid: s.pid.unwrap_or(0),
         restarts: s.restarts,
         last_exit: s.last_exit.map(|e| e.to_string()).unwrap_or_default(),

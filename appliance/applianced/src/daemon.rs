@@ -3,7 +3,7 @@
 //! when told to stop, stops the services in order and returns why it stopped
 //! (PID 1 then powers off or reboots).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +14,63 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::args::Args;
-use crate::boot::console::announce;
-use crate::boot::power::{self, StopReason};
-use crate::boot::stage2::{Booted, RUN_MACHINE_ID, SHUTDOWN_LIMIT};
-use crate::cluster::view::PeerPorts;
 use crate::cluster::{Cluster, ClusterSetup};
+use crate::console::announce;
+use crate::desired::cluster::PeerPorts;
 use crate::identity::{self, MachineIdentity};
 use crate::mode::Mode;
-use crate::{api, logging, nft, node, ready, reconcilers};
+use crate::{api, logging, nft, node, ready};
+
+/// The whole shutdown, services to power-off, takes at most this long.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Why the node stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Hosted: the process exits.
+    Exit,
+    /// Power off (power button, SIGTERM).
+    PowerOff,
+    /// Reboot (Ctrl-Alt-Del arrives as SIGINT).
+    Reboot,
+}
+
+impl StopReason {
+    /// The console line announcing it.
+    pub fn line(self) -> &'static str {
+        match self {
+            StopReason::Exit => "applianced: stopping",
+            StopReason::PowerOff => "applianced: powering off",
+            StopReason::Reboot => "applianced: rebooting",
+        }
+    }
+}
+
+/// What PID 1's boot hands the daemon. The daemon never imports the boot
+/// code: what only PID 1 does comes in here, as values and callbacks.
+pub struct Pid1 {
+    /// Where the machine id is published (`/etc/machine-id` links there).
+    pub machine_id_file: PathBuf,
+    /// Prepares the first boot's configuration, once the state database is
+    /// open and before the node reads its config.
+    pub first_boot: Box<dyn FnOnce(FirstBoot<'_>) + Send>,
+    /// Starts watching the power buttons, a press sent on the channel;
+    /// returns how many are watched.
+    pub watch_power_buttons: Box<dyn FnOnce(mpsc::Sender<()>) -> usize + Send>,
+}
+
+/// What [`Pid1::first_boot`] is given.
+#[derive(Debug, Clone, Copy)]
+pub struct FirstBoot<'a> {
+    /// The node's state database.
+    pub store: &'a appliance_state::Store,
+    /// The state directory.
+    pub state_dir: &'a Path,
+    /// The config file the node applies at boot.
+    pub config_file: &'a Path,
+    /// The machine id (a default hostname is derived from it).
+    pub machine_id: &'a str,
+}
 
 /// How the daemon ended.
 #[derive(Debug)]
@@ -76,7 +125,7 @@ fn machine_identity(
 }
 
 /// Runs the daemon until it is told to stop; returns why.
-pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Result<Stopped> {
+pub async fn run(args: Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<Stopped> {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         mode = mode.as_str(),
@@ -95,8 +144,8 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
         created = machine.created,
         "node identity"
     );
-    if mode == Mode::Pid1 {
-        if let Err(e) = identity::publish(&machine, Path::new(RUN_MACHINE_ID)) {
+    if let Some(p) = &pid1 {
+        if let Err(e) = identity::publish(&machine, &p.machine_id_file) {
             warn!("{e}");
         }
     }
@@ -123,15 +172,15 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
         log_file: args.state_dir.join("applianced.log"),
         resolv_conf: args.runtime_dir.join("resolv.conf"),
     };
-    if let Some(b) = &booted {
-        crate::boot::firstconfig::prepare(
-            &store,
-            &args.state_dir,
-            &paths.config_file,
-            &machine.machine_id,
-            &b.first_boot,
-        );
-    }
+    let watch_power_buttons = pid1.map(|p| {
+        (p.first_boot)(FirstBoot {
+            store: &store,
+            state_dir: &args.state_dir,
+            config_file: &paths.config_file,
+            machine_id: &machine.machine_id,
+        });
+        p.watch_power_buttons
+    });
     let cluster_store = store.clone();
     let node = Arc::new(node::Node::new(node::Parts {
         identity,
@@ -170,9 +219,9 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
     );
     info!(socket = %socket.display(), "API listening");
 
-    let buttons = booted.as_ref().map(|b| {
+    let buttons = watch_power_buttons.map(|watch| {
         let (tx, rx) = mpsc::channel(4);
-        if power::watch_power_buttons(&b.power_buttons, tx) == 0 {
+        if watch(tx) == 0 {
             announce("applianced: no ACPI power button found; power off with SIGTERM");
         }
         rx
@@ -200,7 +249,7 @@ pub async fn run(args: Args, mode: Mode, booted: Option<Booted>) -> anyhow::Resu
         Duration::from_secs(args.ready_timeout),
     ));
     let (stop_reconciling, stop) = tokio::sync::watch::channel(false);
-    let reconciler = tokio::spawn(reconcilers::reconcile_loop(
+    let reconciler = tokio::spawn(node::reconcile_loop(
         node.clone(),
         Duration::from_secs(args.reconcile_interval),
         stop,

@@ -1,4 +1,6 @@
-//! Why a request to the node was refused, and how that maps to gRPC codes.
+//! Errors: why a request to the node was refused and how that maps to gRPC
+//! codes ([`NodeError`]), and how an error chain is shown on one line
+//! ([`report`]), on the console and in the log.
 
 use appliance_config::ConfigError;
 use appliance_firewall::FirewallError;
@@ -56,5 +58,36 @@ impl From<NodeError> for tonic::Status {
             NodeError::Service(_) => tonic::Status::failed_precondition(msg),
             NodeError::State(_) => tonic::Status::internal(msg),
         }
+    }
+}
+
+/// An error and its causes on one line, each cause once: many errors already
+/// quote their source, which the chain would then repeat.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let quoted = anyhow::Error::new(io).context("cannot read manifest x: No such file");
+        let e = quoted.context("loading service manifests from x");
+        assert_eq!(
+            report(&e),
+            "loading service manifests from x: cannot read manifest x: No such file"
+        );
     }
 }

@@ -40,9 +40,9 @@ pub fn persist(store: &Store, services: &[ServiceStatus]) -> Result<(), StateErr
         .iter()
         .map(|s| ServiceRecord {
             name: s.name.clone(),
-            state: crate::api::state_name(&s.state).to_owned(),
+            state: s.state.name().to_owned(),
             restarts: s.restarts,
-            since_unix_ms: crate::reconcilers::unix_ms(s.since),
+            since_unix_ms: crate::time::unix_ms(s.since),
             pid: s.pid,
         })
         .collect();

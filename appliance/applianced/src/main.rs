@@ -4,11 +4,61 @@
 //! on the root filesystem: boot the machine, then the daemon) or hosted (an
 //! ordinary process in a network namespace, for tests and trials). The daemon
 //! itself ([`daemon`]) is the same in both of the last two.
+//!
+//! # Layers
+//!
+//! A module imports only from the layers below it, never from above; there
+//! are no import loops (`tests/module_layers.rs` fails on one and prints it).
+//! From the bottom:
+//!
+//! 1. leaf helpers: [`time`], [`console`] (the administrator's lines, for the
+//!    boot and the daemon alike), [`args`], [`mode`], [`logging`], [`nft`],
+//!    [`identity`], `failpoints` (test builds);
+//! 2. the desired state: [`desired`] (with [`desired::cluster`], the part the
+//!    cluster's membership adds), then [`mod@error`];
+//! 3. the node and its reconcilers: [`observations`], [`leftovers`], [`node`],
+//!    [`ready`];
+//! 4. the cluster side: [`cluster`];
+//! 5. the node API: [`api`];
+//! 6. the daemon: [`daemon`];
+//! 7. PID 1's boot ([`boot`]) and this file. The boot hands the daemon what
+//!    only PID 1 does ([`daemon::Pid1`]: where the machine id goes, the
+//!    first-boot configuration, the power buttons) as values and callbacks.
+//!
+//! Inside a folder module the same holds: in [`cluster`], `ctx` (shared
+//! state) sits below `tasks`, `hooks` and `api`, and `mod.rs` on top.
+//!
+//! # Where the reconcilers are
+//!
+//! The design names three reconcilers: network, firewall and services. They
+//! are not three modules, because one change of the desired state moves them
+//! together as one transaction that undoes itself on failure:
+//! `Node::transition` in [`node`] is all three, in this order:
+//!
+//! 1. network, plan: `appliance_netcfg::plan` against the observed links;
+//!    a config that does not fit the machine is refused before anything
+//!    is touched;
+//! 2. firewall: `Firewall::apply` of `Desired::firewall_spec` (one atomic
+//!    nft transaction);
+//! 3. network, apply: `Netcfg::apply_from`, then `Node::apply_host`
+//!    (hostname, resolv.conf); on failure `Node::undo_network` and
+//!    `Node::undo_firewall` restore the previous generation;
+//! 4. commit of the desired record to the state database;
+//! 5. services: `Supervisor::set_placed` with `Desired::placement`.
+//!
+//! Each records its last observation in [`observations`] (what `status`
+//! shows). Every input (config file, API, cluster membership) enters through
+//! `Node::set_config`, `Node::change_peer` or `Node::set_cluster`, which call
+//! `transition`. The periodic reconcile, `node::reconcile_loop` (every
+//! `--reconcile-interval`), calls `Node::reconcile`: the same `transition`
+//! on the current desired state, so drift is repaired and observations stay
+//! fresh. The supervisor restarts failed services by itself between runs.
 
 mod api;
 mod args;
 mod boot;
 mod cluster;
+mod console;
 mod daemon;
 mod desired;
 mod error;
@@ -20,8 +70,9 @@ mod logging;
 mod mode;
 mod nft;
 mod node;
+mod observations;
 mod ready;
-mod reconcilers;
+mod time;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -30,6 +81,7 @@ use clap::Parser;
 use tracing::error;
 
 use crate::args::Args;
+use crate::error::report;
 use crate::mode::{Mode, Start};
 
 fn main() -> ExitCode {
@@ -84,21 +136,6 @@ fn hosted() -> ExitCode {
     }
 }
 
-/// An error and its causes on one line, each cause once: many errors already
-/// quote their source, which the chain would then repeat.
-fn report(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain().map(ToString::to_string) {
-        if !text.contains(&cause) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&cause);
-        }
-    }
-    text
-}
-
 /// Hosted checks, directories and logging, before threads.
 fn prepare(args: &mut Args) -> anyhow::Result<()> {
     if !args.allow_host_netns {
@@ -117,20 +154,4 @@ fn prepare(args: &mut Args) -> anyhow::Result<()> {
         }
     }
     daemon::prepare_common(args, std::io::stderr().is_terminal())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::report;
-
-    #[test]
-    fn report_names_each_cause_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
-        let quoted = anyhow::Error::new(io).context("cannot read manifest x: No such file");
-        let e = quoted.context("loading service manifests from x");
-        assert_eq!(
-            report(&e),
-            "loading service manifests from x: cannot read manifest x: No such file"
-        );
-    }
 }

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use appliance_config::ValidConfig;
 use appliance_firewall::{Firewall, FirewallStatus};
@@ -16,12 +17,12 @@ use appliance_supervisor::{Manifest, Supervisor};
 use tokio::sync::Mutex;
 use tracing::{debug, error, info, warn};
 
-use crate::cluster::view::ClusterPart;
+use crate::desired::cluster::ClusterPart;
 use crate::desired::{parse_peer, Desired, DesiredRecord, PeerError, DESIRED_KEY};
 use crate::error::NodeError;
 use crate::mode::Mode;
 use crate::nft::ReaperNft;
-use crate::reconcilers::Observations;
+use crate::observations::Observations;
 
 /// State database key of the network reconciler's [`Owned`] record.
 const OWNED_KEY: &str = "netcfg/owned";
@@ -493,6 +494,33 @@ impl Node {
     pub fn persist_services(&self, services: &[appliance_supervisor::ServiceStatus]) {
         if let Err(e) = crate::leftovers::persist(&self.store, services) {
             warn!("could not store service states: {e}");
+        }
+    }
+}
+
+/// Reconciles every `every` until `stop` turns true, so drift is repaired and
+/// the status stays a fresh observation. A run is never cancelled half-way:
+/// `stop` is only looked at between runs.
+pub async fn reconcile_loop(
+    node: Arc<Node>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match node.reconcile().await {
+            Ok(changes) if !changes.is_empty() => warn!("repaired drift: {}", changes.join("; ")),
+            Ok(_) => {}
+            Err(e) => warn!("reconcile failed: {e}"),
         }
     }
 }

@@ -1,14 +1,13 @@
 //! The last observation of each reconciler (network, firewall, services), as
-//! shown by `status`: always what a reconciler last saw, never a guess; and
-//! the loop that re-runs them, so drift is repaired and observations stay fresh.
+//! shown by `status`: always what a reconciler last saw, never a guess. The
+//! reconcilers record here as they run (see the crate's top doc for where
+//! they are).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
-use tracing::warn;
-
-use crate::node::Node;
+use crate::time::unix_ms;
 
 /// Reconciler names, in the order they are shown.
 pub const NAMES: [&str; 3] = ["network", "firewall", "services"];
@@ -30,13 +29,6 @@ pub struct Observation {
 #[derive(Debug, Default)]
 pub struct Observations {
     inner: Mutex<BTreeMap<&'static str, Observation>>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl Observations {
@@ -71,32 +63,5 @@ impl Observations {
     pub fn all_ok(&self) -> bool {
         let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         NAMES.iter().all(|n| map.get(n).is_some_and(|o| o.ok))
-    }
-}
-
-/// Reconciles every `every` until `stop` turns true, so drift is repaired and
-/// the status stays a fresh observation. A run is never cancelled half-way:
-/// `stop` is only looked at between runs.
-pub async fn reconcile_loop(
-    node: Arc<Node>,
-    every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
-        match node.reconcile().await {
-            Ok(changes) if !changes.is_empty() => warn!("repaired drift: {}", changes.join("; ")),
-            Ok(_) => {}
-            Err(e) => warn!("reconcile failed: {e}"),
-        }
     }
 }

@@ -68,7 +68,7 @@ fn summary(services: &[ServiceStatus]) -> String {
     }
     services
         .iter()
-        .map(|s| format!("{} {}", s.name, crate::api::state_name(&s.state)))
+        .map(|s| format!("{} {}", s.name, s.state.name()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -124,7 +124,7 @@ pub async fn watch(node: Arc<Node>, readiness: Readiness, warn_after: Duration) 
                 );
             });
             // On the console for people and test harnesses alike.
-            crate::boot::console::announce(READY_LINE);
+            crate::console::announce(READY_LINE);
             #[cfg(feature = "failpoints")]
             fail::fail_point!(crate::failpoints::READY);
         }

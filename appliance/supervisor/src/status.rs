@@ -26,6 +26,22 @@ pub enum ServiceState {
     Stopped,
 }
 
+impl ServiceState {
+    /// The state's name as the API, the CLI and the logs show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServiceState::Starting => "starting",
+            ServiceState::Running => "running",
+            ServiceState::Healthy => "healthy",
+            ServiceState::Unhealthy => "unhealthy",
+            ServiceState::Backoff { .. } => "backoff",
+            ServiceState::Failed { .. } => "failed",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Stopped => "stopped",
+        }
+    }
+}
+
 /// One row of `Supervisor::status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceStatus {

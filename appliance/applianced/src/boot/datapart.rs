@@ -17,9 +17,9 @@ use std::process::Command;
 use nix::mount::MsFlags;
 
 use super::blockdev::{self, BlockDev};
-use super::console::announce;
 use super::gpt::{self, Gpt, MIB};
 use super::mounts;
+use crate::console::announce;
 
 /// GPT name of the data partition.
 pub const PARTNAME: &str = "data";

@@ -15,8 +15,8 @@ use tracing::{info, warn};
 
 use super::blockdev;
 use super::cmdline::BootParams;
-use super::console::announce;
 use super::seed;
+use crate::console::announce;
 use crate::desired::{DesiredRecord, DESIRED_KEY};
 
 /// Holds the TOML of a first-boot configuration derived with errors.

@@ -10,7 +10,6 @@
 
 pub mod blockdev;
 pub mod cmdline;
-pub mod console;
 pub mod datapart;
 pub mod firstconfig;
 pub mod gpt;
@@ -26,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use console::announce;
+use crate::console::announce;
 
 /// How long a fatal error stays on the screen before the reboot.
 pub const FATAL_DELAY: Duration = Duration::from_secs(10);
@@ -56,7 +55,7 @@ pub fn fatal(msg: &str, data: Option<&Path>) -> ! {
         crate::logging::close_file();
     }
     std::thread::sleep(FATAL_DELAY);
-    power::final_steps(power::StopReason::Reboot, data)
+    power::final_steps(crate::daemon::StopReason::Reboot, data)
 }
 
 /// The data mount point the panic hook makes consistent.

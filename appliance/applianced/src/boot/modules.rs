@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::kmod::{finit_module, ModuleInitFlags};
 
-use super::console::announce;
+use crate::console::announce;
 
 /// Rounds of "scan the devices, load the drivers that match" before giving
 /// up on more buses appearing: PCI → virtio → SCSI is three.

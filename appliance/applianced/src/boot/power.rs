@@ -15,7 +15,8 @@ use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-use super::console::announce;
+use crate::console::announce;
+use crate::daemon::StopReason;
 
 /// Size of `struct input_event` on 64-bit Linux: a `timeval` (two 8-byte
 /// fields), then type (u16), code (u16) and value (i32).
@@ -26,28 +27,6 @@ pub const EV_KEY: u16 = 0x01;
 pub const KEY_POWER: u16 = 116;
 /// The name the ACPI button driver gives its input devices.
 pub const POWER_BUTTON_NAME: &str = "Power Button";
-
-/// Why the node stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// Hosted: the process exits.
-    Exit,
-    /// Power off (power button, SIGTERM).
-    PowerOff,
-    /// Reboot (Ctrl-Alt-Del arrives as SIGINT).
-    Reboot,
-}
-
-impl StopReason {
-    /// The console line announcing it.
-    pub fn line(self) -> &'static str {
-        match self {
-            StopReason::Exit => "applianced: stopping",
-            StopReason::PowerOff => "applianced: powering off",
-            StopReason::Reboot => "applianced: rebooting",
-        }
-    }
-}
 
 /// One input event, without its time stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nix::mount::MsFlags;
 
-use super::{blockdev, cmdline, console, modules, mounts, uptime};
+use super::{blockdev, cmdline, modules, mounts, uptime};
+use crate::console;
 
 /// Where the root filesystem is mounted before the switch.
 pub const SYSROOT: &str = "/sysroot";
@@ -27,7 +28,7 @@ pub fn run() -> ! {
     super::install_panic_hook(None);
     match boot() {
         Ok(never) => match never {},
-        Err(e) => super::fatal(&format!("initramfs: {}", crate::report(&e)), None),
+        Err(e) => super::fatal(&format!("initramfs: {}", crate::error::report(&e)), None),
     }
 }
 

@@ -4,11 +4,13 @@
 //! it stops, the power-off or reboot.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use super::console::announce;
-use super::{blockdev, cmdline, console, datapart, firstconfig, modules, mounts, power, uptime};
+use super::{blockdev, cmdline, datapart, firstconfig, modules, mounts, power, uptime};
 use crate::args::Args;
+use crate::console;
+use crate::console::announce;
+use crate::daemon;
+use crate::error::report;
 use crate::mode::Mode;
 
 /// The stage-2 module list.
@@ -19,18 +21,16 @@ const KERNEL_PANIC: &str = "/proc/sys/kernel/panic";
 pub const RUN_MACHINE_ID: &str = "/run/machine-id";
 /// PATH of PID 1 and of what it runs.
 pub const PATH: &str = "/usr/sbin:/usr/bin";
-/// The whole shutdown, services to power-off, takes at most this long.
-pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
 
-/// What the daemon needs from the boot.
+/// What the synchronous boot found, for the daemon and the shutdown.
 #[derive(Debug, Clone)]
-pub struct Booted {
+struct Booted {
     /// Inputs of the first-boot configuration.
-    pub first_boot: firstconfig::Inputs,
+    first_boot: firstconfig::Inputs,
     /// Event devices of the ACPI power buttons.
-    pub power_buttons: Vec<PathBuf>,
+    power_buttons: Vec<PathBuf>,
     /// `/data` when the data partition is mounted there (unmounted at shutdown).
-    pub data: Option<PathBuf>,
+    data: Option<PathBuf>,
 }
 
 /// Runs stage 2; never returns.
@@ -54,8 +54,8 @@ pub fn run() -> ! {
     let booted = boot();
     let data = booted.data.clone();
     let mut args = Args::image(booted.first_boot.params.log.clone());
-    if let Err(e) = crate::daemon::prepare_common(&mut args, false) {
-        super::fatal(&crate::report(&e), data.as_deref());
+    if let Err(e) = daemon::prepare_common(&mut args, false) {
+        super::fatal(&report(&e), data.as_deref());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -69,11 +69,33 @@ pub fn run() -> ! {
         ),
     };
     runtime.block_on(async move {
-        match crate::daemon::run(args, Mode::Pid1, Some(booted)).await {
+        match daemon::run(args, Mode::Pid1, Some(pid1(booted))).await {
             Ok(stopped) => power::finish(stopped.reason, data.as_deref(), stopped.deadline).await,
-            Err(e) => super::fatal(&crate::report(&e), data.as_deref()),
+            Err(e) => super::fatal(&report(&e), data.as_deref()),
         }
     })
+}
+
+/// What the daemon does only as PID 1, handed to it from the boot.
+fn pid1(booted: Booted) -> daemon::Pid1 {
+    let Booted {
+        first_boot,
+        power_buttons,
+        data: _,
+    } = booted;
+    daemon::Pid1 {
+        machine_id_file: PathBuf::from(RUN_MACHINE_ID),
+        first_boot: Box::new(move |f| {
+            firstconfig::prepare(
+                f.store,
+                f.state_dir,
+                f.config_file,
+                f.machine_id,
+                &first_boot,
+            )
+        }),
+        watch_power_buttons: Box::new(move |tx| power::watch_power_buttons(&power_buttons, tx)),
+    }
 }
 
 /// The synchronous boot: everything before the daemon.

@@ -17,9 +17,9 @@ use appliance_peering::{authority_member, JoinProgress, NodeStatus, PushOutcome}
 use futures::{Stream, StreamExt};
 use tracing::{info, warn};
 
+use super::ctx::{lock, not_member, parse_roles, Cluster, ClusterError, Ctx};
 use super::store::MembershipRecord;
-use super::{not_member, parse_roles, Cluster, ClusterError, Ctx};
-use crate::reconcilers::unix_ms;
+use crate::time::unix_ms;
 
 /// The progress events of one join, as the API streams them.
 pub type AddStream = Pin<Box<dyn Stream<Item = Result<ClusterAddEvent, tonic::Status>> + Send>>;
@@ -448,7 +448,7 @@ impl Cluster {
                 .is_some_and(|s| s.config.member_by_address(ip).is_some())
         };
         let now = Instant::now();
-        let table = super::lock(&ctx.discovered);
+        let table = lock(&ctx.discovered);
         let appliances = table
             .list(now)
             .into_iter()

@@ -98,7 +98,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::cluster::view::ClusterPart;
+    use crate::desired::cluster::ClusterPart;
 
     fn desired(toml: &str) -> Desired {
         Desired {

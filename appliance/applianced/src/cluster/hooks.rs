@@ -12,8 +12,9 @@ use appliance_pki::NodeCert;
 use async_trait::async_trait;
 use tracing::{error, info, warn};
 
+use super::ctx::Ctx;
 use super::store::MembershipRecord;
-use super::{tasks, Ctx};
+use super::tasks;
 
 /// The hooks of this node's peer side. Holds the cluster context weakly:
 /// the peer side lives inside it.

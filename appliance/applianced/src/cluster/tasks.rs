@@ -3,20 +3,58 @@
 //! console's join code line, a joined node reporting itself active once
 //! its services are healthy, and certificate renewal.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use appliance_cluster::{Beacon, CertFingerprint, Change, ChangeError, MemberState};
+use appliance_cluster::rand_core::OsRng;
+use appliance_cluster::{
+    Beacon, CertFingerprint, Change, ChangeError, JoinCodeSlot, MemberState, SlotPolicy,
+};
 use appliance_peering::beacon::{self, BEACON_INTERVAL};
 use appliance_peering::{AuthorityError, NodeStatus, PeerError, PeerNode};
 use appliance_pki::NODE_CERT_VALIDITY;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::ctx::{lock, ClusterError, Ctx, TypedSlot};
 use super::facts::beacon_targets;
-use super::view::PeerPorts;
-use super::Ctx;
+use crate::desired::cluster::PeerPorts;
 use crate::node::Node;
+
+/// Waiting to be joined: the join code and the beacons it starts and stops.
+impl Ctx {
+    /// Waits to be joined: a new join code, the join service, the beacons.
+    pub(crate) fn wait_for_join(&self) -> Result<(), ClusterError> {
+        let ports = self.ports;
+        let slot: TypedSlot = Arc::new(Mutex::new(JoinCodeSlot::new(
+            OsRng,
+            SlotPolicy::default(),
+            Instant::now(),
+        )));
+        let fingerprint = self.peer.become_unjoined(slot.clone())?;
+        *lock(&self.slot) = Some(slot);
+        self.stop_beacons();
+        let token = self.cancel.child_token();
+        *lock(&self.beacons) = Some(token.clone());
+        let node = self.node.clone();
+        let peer = self.peer.clone();
+        let sys_net = self.sys_net.clone();
+        self.spawn(send_beacons(node, peer, fingerprint, ports, sys_net, token));
+        Ok(())
+    }
+
+    /// A member now: no more join code or beacons.
+    pub(crate) fn stop_waiting(&self) {
+        *lock(&self.slot) = None;
+        self.stop_beacons();
+    }
+
+    fn stop_beacons(&self) {
+        if let Some(t) = lock(&self.beacons).take() {
+            t.cancel();
+        }
+    }
+}
 
 /// Sends this node's beacon every [`BEACON_INTERVAL`] until `cancel`
 /// fires, rebuilt each round from the node's current facts (a new address
@@ -119,7 +157,7 @@ pub(crate) async fn show_join_code(ctx: Arc<Ctx>) {
                     "a new join code is shown on the console (expires {})",
                     clock_utc(*expires)
                 );
-                crate::boot::console::announce(&join_code_line(c, *expires));
+                crate::console::announce(&join_code_line(c, *expires));
             }
             shown = code;
         }

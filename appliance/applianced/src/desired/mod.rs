@@ -12,7 +12,9 @@ use appliance_supervisor::manifest::Manifest;
 use appliance_supervisor::manifest_types::{Exposure, Protocol};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::view::{role_of, ClusterPart, BACKENDS_ENV};
+pub mod cluster;
+
+use cluster::{role_of, ClusterPart, BACKENDS_ENV};
 
 /// State database key of the [`DesiredRecord`].
 pub const DESIRED_KEY: &str = "desired";
@@ -198,6 +200,9 @@ pub fn parse_peer(text: &str, own: &BTreeSet<IpAddr>) -> Result<IpAddr, PeerErro
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use super::cluster::{MemberPart, PeerPorts};
     use super::*;
 
     #[test]
@@ -221,15 +226,6 @@ mod tests {
             assert!(err.contains(phrase), "{bad}: {err}");
         }
     }
-}
-
-#[cfg(test)]
-mod cluster_tests {
-    use std::collections::BTreeSet;
-    use std::path::Path;
-
-    use super::*;
-    use crate::cluster::view::{MemberPart, PeerPorts};
 
     fn manifests() -> Vec<Manifest> {
         ["portal", "audit"]
