@@ -19,13 +19,14 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// `image/image.toml` is not valid TOML or does not match the schema.
-    #[error("{path}: {message}")]
+    /// `image/image.toml` is not valid TOML, does not match the schema, or
+    /// fails a check.
+    #[error("{path}: {source}")]
     Manifest {
         /// The declaration file.
         path: PathBuf,
         /// What is wrong, naming the field and value.
-        message: String,
+        source: crate::manifest::ManifestError,
     },
     /// An external program could not be started or exited unsuccessfully.
     #[error("`{program} {args}` failed ({status}): {stderr}")]

@@ -133,7 +133,7 @@ pub fn fix_vhdx(path: &Path, disk_guid: &str) -> Result<()> {
         path: path.to_owned(),
         message,
     };
-    let id = parse_guid(disk_guid).map_err(bad)?;
+    let id = parse_guid(disk_guid).map_err(|e| bad(e.to_string()))?;
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -200,7 +200,7 @@ pub fn fix_vhdx(path: &Path, disk_guid: &str) -> Result<()> {
         return Err(bad("no VHDX region table at 192 KiB".into()));
     }
     let count = u32::from_le_bytes([rt[8], rt[9], rt[10], rt[11]]) as usize;
-    let meta_guid = parse_guid(METADATA_REGION).map_err(bad)?;
+    let meta_guid = parse_guid(METADATA_REGION).map_err(|e| bad(e.to_string()))?;
     let meta_offset = rt[16..]
         .chunks(32)
         .take(count.min(2047))
@@ -213,7 +213,7 @@ pub fn fix_vhdx(path: &Path, disk_guid: &str) -> Result<()> {
         return Err(bad(format!("no metadata table at {meta_offset}")));
     }
     let entries = u16::from_le_bytes([mt[10], mt[11]]) as usize;
-    let page83 = parse_guid(PAGE83_ITEM).map_err(bad)?;
+    let page83 = parse_guid(PAGE83_ITEM).map_err(|e| bad(e.to_string()))?;
     let item = mt[32..]
         .chunks(32)
         .take(entries.min(2047))
@@ -252,7 +252,7 @@ pub fn vhdx_disk_id(path: &Path) -> Result<[u8; 16]> {
     let mut rt = vec![0u8; 4096];
     f.read_exact_at(&mut rt, REGION_TABLE)
         .ctx("reading", path)?;
-    let meta_guid = parse_guid(METADATA_REGION).map_err(bad)?;
+    let meta_guid = parse_guid(METADATA_REGION).map_err(|e| bad(e.to_string()))?;
     let meta_offset = rt[16..]
         .chunks(32)
         .find(|e| e[0..16] == meta_guid)
@@ -260,7 +260,7 @@ pub fn vhdx_disk_id(path: &Path) -> Result<[u8; 16]> {
         .ok_or_else(|| bad("no metadata region".into()))?;
     let mut mt = vec![0u8; 4096];
     f.read_exact_at(&mut mt, meta_offset).ctx("reading", path)?;
-    let page83 = parse_guid(PAGE83_ITEM).map_err(bad)?;
+    let page83 = parse_guid(PAGE83_ITEM).map_err(|e| bad(e.to_string()))?;
     let off = mt[32..]
         .chunks(32)
         .find(|e| e[0..16] == page83)

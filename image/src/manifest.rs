@@ -193,11 +193,11 @@ impl Manifest {
 
     /// Parses and validates `text`; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let err = |message: String| Error::Manifest {
+        let err = |source: ManifestError| Error::Manifest {
             path: path.to_owned(),
-            message,
+            source,
         };
-        let m: Manifest = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let m: Manifest = toml::from_str(text).map_err(|e| err(e.into()))?;
         m.validate().map_err(err)?;
         Ok(m)
     }
@@ -207,7 +207,8 @@ impl Manifest {
         self.packages.iter().find(|p| p.name == name)
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), ManifestError> {
+        use ManifestError as E;
         let k = &self.kernel;
         for (field, v) in [
             ("kernel.package", &k.package),
@@ -216,11 +217,13 @@ impl Manifest {
             ("kernel.cmdline", &k.cmdline),
         ] {
             if v.trim().is_empty() {
-                return Err(format!("{field} is empty"));
+                return Err(E::Empty { field });
             }
         }
         if k.cmdline.contains('\n') {
-            return Err("kernel.cmdline must be one line".into());
+            return Err(E::CmdlineLines {
+                cmdline: k.cmdline.clone(),
+            });
         }
         for (field, list) in [
             ("modules.initramfs", &self.modules.initramfs),
@@ -230,27 +233,32 @@ impl Manifest {
             let mut seen = BTreeSet::new();
             for name in list {
                 if name.is_empty() || name.contains(['/', ' ', '.']) {
-                    return Err(format!("{field}: {name:?} is not a module name"));
+                    return Err(E::ModuleName {
+                        field,
+                        name: name.clone(),
+                    });
                 }
                 if !seen.insert(name) {
-                    return Err(format!("{field}: {name:?} is listed twice"));
+                    return Err(E::ModuleTwice {
+                        field,
+                        name: name.clone(),
+                    });
                 }
             }
         }
         for name in &self.modules.hardware {
             if !self.modules.initramfs.contains(name) && !self.modules.stage2.contains(name) {
-                return Err(format!(
-                    "modules.hardware: {name:?} is in neither modules.initramfs nor modules.stage2"
-                ));
+                return Err(E::HardwareWithoutStage { name: name.clone() });
             }
         }
         let d = &self.disk;
         let first_partitions = 1 + d.esp_mib + 2 * d.root_mib;
         if d.esp_mib < 33 || d.root_mib == 0 || d.size_mib < first_partitions + 2 {
-            return Err(format!(
-                "disk: size_mib = {} cannot hold 1 MiB + esp_mib = {} (at least 33 for FAT32) + 2 × root_mib = {} + a data partition",
-                d.size_mib, d.esp_mib, d.root_mib
-            ));
+            return Err(E::DiskTooSmall {
+                size_mib: d.size_mib,
+                esp_mib: d.esp_mib,
+                root_mib: d.root_mib,
+            });
         }
         for (field, v) in [
             ("disk.disk_guid", &d.disk_guid),
@@ -260,37 +268,37 @@ impl Manifest {
             ("disk.data_guid", &d.data_guid),
             ("disk.root_uuid", &d.root_uuid),
         ] {
-            parse_guid(v).map_err(|e| format!("{field}: {e}"))?;
+            parse_guid(v).map_err(|source| E::Guid { field, source })?;
         }
         if d.esp_volume_id.len() != 8 || u32::from_str_radix(&d.esp_volume_id, 16).is_err() {
-            return Err(format!(
-                "disk.esp_volume_id: {:?} is not 8 hex digits",
-                d.esp_volume_id
-            ));
+            return Err(E::VolumeId {
+                value: d.esp_volume_id.clone(),
+            });
         }
         let mut names = BTreeSet::new();
         for p in &self.packages {
             if p.name.is_empty() || p.version.is_empty() {
-                return Err(format!(
-                    "package {:?}: name and version must be set (version {:?})",
-                    p.name, p.version
-                ));
+                return Err(E::PackageUnpinned {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                });
             }
             if p.name == k.package {
-                return Err(format!(
-                    "package {:?} is the kernel; declare it in [kernel] only",
-                    p.name
-                ));
+                return Err(E::PackageIsKernel {
+                    name: p.name.clone(),
+                });
             }
             if !names.insert(p.name.as_str()) {
-                return Err(format!("package {:?} is declared twice", p.name));
+                return Err(E::PackageTwice {
+                    name: p.name.clone(),
+                });
             }
             for f in &p.files {
                 if !f.starts_with('/') {
-                    return Err(format!(
-                        "package {:?}: file {f:?} must be an absolute path",
-                        p.name
-                    ));
+                    return Err(E::PackageFileRelative {
+                        package: p.name.clone(),
+                        file: f.clone(),
+                    });
                 }
             }
         }
@@ -302,54 +310,121 @@ impl Manifest {
             ("baseline.busybox", &self.baseline.busybox),
         ] {
             if !names.contains(r.package.as_str()) {
-                return Err(format!(
-                    "{field} = \"{r}\": package {:?} is not declared as a [[package]]",
-                    r.package
-                ));
+                return Err(E::UndeclaredPackage {
+                    field,
+                    file: r.clone(),
+                });
             }
         }
         let mut bins = BTreeSet::new();
         for b in &self.binaries {
             if b.name.is_empty() || b.name.contains('/') || !b.to.starts_with('/') {
-                return Err(format!(
-                    "binary {:?} -> {:?}: name must be a file name and `to` an absolute path",
-                    b.name, b.to
-                ));
+                return Err(E::Binary {
+                    name: b.name.clone(),
+                    to: b.to.clone(),
+                });
             }
             if !bins.insert(b.to.as_str()) {
-                return Err(format!("two binaries go to {:?}", b.to));
+                return Err(E::BinaryTwice { to: b.to.clone() });
             }
         }
         if !self.services.to.starts_with('/') {
-            return Err(format!(
-                "services.to = {:?} must be an absolute path",
-                self.services.to
-            ));
+            return Err(E::ServicesRelative {
+                to: self.services.to.clone(),
+            });
         }
         for (alias, module) in &self.modules.aliases {
             if module.is_empty() {
-                return Err(format!("modules.aliases.{alias} is empty"));
+                return Err(E::EmptyAlias {
+                    alias: alias.clone(),
+                });
             }
         }
         Ok(())
     }
 }
 
+/// What is wrong with a declaration; each names the field and its value.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not TOML, or not the schema (an unknown field, a missing one).
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("{field} is empty")]
+    Empty { field: &'static str },
+    #[error("kernel.cmdline must be one line: {cmdline:?}")]
+    CmdlineLines { cmdline: String },
+    #[error("{field}: {name:?} is not a module name")]
+    ModuleName { field: &'static str, name: String },
+    #[error("{field}: {name:?} is listed twice")]
+    ModuleTwice { field: &'static str, name: String },
+    #[error("modules.hardware: {name:?} is in neither modules.initramfs nor modules.stage2")]
+    HardwareWithoutStage { name: String },
+    #[error(
+        "disk: size_mib = {size_mib} cannot hold 1 MiB + esp_mib = {esp_mib} (at least 33 for \
+         FAT32) + 2 × root_mib = {root_mib} + a data partition"
+    )]
+    DiskTooSmall {
+        size_mib: u64,
+        esp_mib: u64,
+        root_mib: u64,
+    },
+    #[error("{field}: {source}")]
+    Guid {
+        field: &'static str,
+        source: GuidError,
+    },
+    #[error("disk.esp_volume_id: {value:?} is not 8 hex digits")]
+    VolumeId { value: String },
+    #[error("package {name:?}: name and version must be set (version {version:?})")]
+    PackageUnpinned { name: String, version: String },
+    #[error("package {name:?} is the kernel; declare it in [kernel] only")]
+    PackageIsKernel { name: String },
+    #[error("package {name:?} is declared twice")]
+    PackageTwice { name: String },
+    #[error("package {package:?}: file {file:?} must be an absolute path")]
+    PackageFileRelative { package: String, file: String },
+    #[error(
+        "{field} = \"{file}\": package {:?} is not declared as a [[package]]",
+        file.package
+    )]
+    UndeclaredPackage { field: &'static str, file: FileRef },
+    #[error("binary {name:?} -> {to:?}: name must be a file name and `to` an absolute path")]
+    Binary { name: String, to: String },
+    #[error("two binaries go to {to:?}")]
+    BinaryTwice { to: String },
+    /// Found by the build, which needs applianced as `/init`.
+    #[error("no [[binary]] named applianced (it is /init)")]
+    NoApplianced,
+    #[error("services.to = {to:?} must be an absolute path")]
+    ServicesRelative { to: String },
+    #[error("modules.aliases.{alias} is empty")]
+    EmptyAlias { alias: String },
+}
+
+/// A GUID that is not `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX` in hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not a GUID (XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)")]
+pub struct GuidError {
+    /// The text given.
+    pub input: String,
+}
+
 /// Parses a GUID in its textual form (`8-4-4-4-12` hex digits) into the
 /// 16 bytes of GPT's mixed-endian encoding.
-pub fn parse_guid(s: &str) -> std::result::Result<[u8; 16], String> {
+pub fn parse_guid(s: &str) -> std::result::Result<[u8; 16], GuidError> {
+    let err = || GuidError {
+        input: s.to_owned(),
+    };
     let groups: Vec<&str> = s.split('-').collect();
     let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
     if lens != [8, 4, 4, 4, 12] || !s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "{s:?} is not a GUID (XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)"
-        ));
+        return Err(err());
     }
     let hex: String = groups.concat();
     let mut b = [0u8; 16];
     for (i, byte) in b.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|e| format!("{s:?} is not a GUID: {e}"))?;
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| err())?;
     }
     // The first three groups are little-endian on disk.
     b[0..4].reverse();
@@ -380,7 +455,7 @@ mod tests {
 
     fn message(text: &str) -> String {
         match parse(text) {
-            Err(Error::Manifest { message, .. }) => message,
+            Err(Error::Manifest { source, .. }) => source.to_string(),
             other => panic!("expected a manifest error, got {other:?}"),
         }
     }
