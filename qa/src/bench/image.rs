@@ -21,6 +21,10 @@ const READY_LIMIT: Duration = Duration::from_secs(240);
 const POWEROFF_LIMIT: Duration = Duration::from_secs(90);
 /// The ready lines of the appliance and of the baseline initramfs.
 const READY: &str = "applianced: ready";
+/// applianced's idle memory line, 10 s after ready (ready.rs), and how long
+/// after ready it may take under TCG.
+const IDLE: &str = "idle memory, 10 s after ready";
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
 const BASELINE_READY: &str = "baseline: ready";
 /// The bench VM's address on the bridge.
 const IP: &str = "10.79.0.31/24";
@@ -158,8 +162,8 @@ fn boots(built: &Built, runs: usize) -> Vec<Metric> {
     // The first boot formats the data partition and makes the identity:
     // reported in the note; the figure is an ordinary boot.
     eprintln!("bench: boot_to_ready (a first boot, then {runs})");
-    let image = (|| -> anyhow::Result<(f64, Vec<Boot>)> {
-        let first = boot_and_power_off(&net, &shape("bench-first"))?.ready;
+    let image = (|| -> anyhow::Result<(Boot, Vec<Boot>)> {
+        let first = boot_and_power_off(&net, &shape("bench-first"))?;
         let mut boots = Vec::new();
         for i in 0..runs {
             boots.push(boot_and_power_off(&net, &shape(&format!("bench-{i}")))?);
@@ -226,39 +230,18 @@ fn boots(built: &Built, runs: usize) -> Vec<Metric> {
     match image {
         Ok((first, boots)) => {
             let ready: Vec<f64> = boots.iter().map(|b| b.ready).collect();
-            let down: Vec<f64> = boots.iter().map(|b| b.down).collect();
-            let rss: Vec<f64> = boots.iter().filter_map(|b| b.rss).collect();
             let note = format!(
                 "QEMU start to \"{READY}\" on the serial console, {desc}, firmware and \
                  syslinux from the disk; median of {runs} boots after the first (the \
-                 first, which formats /data: {first:.1} s); {base_note}"
+                 first, which formats /data: {:.1} s); {base_note}",
+                first.ready
             );
             out.push(match med(&ready) {
                 Ok(v) => Metric::new("boot_to_ready", "s", v, base, note),
                 Err(e) => Metric::failed("boot_to_ready", "s", &e),
             });
-            let note = format!(
-                "QMP system_powerdown (ACPI power button) to QEMU's exit, services \
-                 running, {desc}; median of {runs}"
-            );
-            out.push(match med(&down) {
-                Ok(v) => Metric::new("shutdown_acpi", "s", v, None, note),
-                Err(e) => Metric::failed("shutdown_acpi", "s", &e),
-            });
-            let note = format!(
-                "VmRSS of applianced (PID 1, release build) in the VM at its ready line, \
-                 portal + audit placed, as its \"node ready\" log line reports \
-                 (rss_kib); median of {} boots",
-                rss.len()
-            );
-            out.push(match med(&rss) {
-                Ok(v) => Metric::new("applianced_rss_vm", "MiB", v, None, note),
-                Err(_) => Metric::failed(
-                    "applianced_rss_vm",
-                    "MiB",
-                    &anyhow::anyhow!("no rss_kib in applianced's \"node ready\" console line"),
-                ),
-            });
+            out.push(shutdown_metric(&first, &boots, desc));
+            out.push(rss_metric(&boots));
         }
         Err(e) => {
             out.push(Metric::failed("boot_to_ready", "s", &e));
@@ -283,6 +266,93 @@ fn boots(built: &Built, runs: usize) -> Vec<Metric> {
     out
 }
 
+/// `shutdown_acpi`: counted only when every power off of the run, the first
+/// boot's included, was orderly ([`orderly`]); otherwise failed, with why.
+fn shutdown_metric(first: &Boot, boots: &[Boot], desc: &str) -> Metric {
+    let name = "shutdown_acpi";
+    let disorderly: Vec<String> = std::iter::once(("first boot".to_owned(), first))
+        .chain(
+            boots
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("boot {}", i + 1), b)),
+        )
+        .filter_map(|(which, b)| {
+            b.orderly
+                .as_ref()
+                .err()
+                .map(|why| format!("{which}: {why}"))
+        })
+        .collect();
+    if !disorderly.is_empty() {
+        return Metric::failed(
+            name,
+            "s",
+            &anyhow::anyhow!(
+                "{} of {} power offs were not orderly ({})",
+                disorderly.len(),
+                boots.len() + 1,
+                disorderly.join("; ")
+            ),
+        );
+    }
+    let down: Vec<f64> = boots.iter().map(|b| b.down).collect();
+    match median(&down) {
+        Some(v) => Metric::new(
+            name,
+            "s",
+            v,
+            None,
+            format!(
+                "QMP system_powerdown (ACPI power button) to QEMU's exit, 10 s idle after \
+                 ready with portal + audit running, {desc}; median of {}; every power off \
+                 ({} with the first boot's) orderly: QEMU's guest-shutdown event, the \
+                 console's shutdown lines in order (powering off, stopping services, \
+                 services stopped, /data: unmounted, reboot: Power down), a supervisor \
+                 \"stopped\" line for each service without SIGKILL, nothing forced",
+                boots.len(),
+                boots.len() + 1
+            ),
+        ),
+        None => Metric::failed(name, "s", &anyhow::anyhow!("no boots")),
+    }
+}
+
+/// `applianced_rss_vm`: at the idle line, 10 s after ready.
+fn rss_metric(boots: &[Boot]) -> Metric {
+    let name = "applianced_rss_vm";
+    let rss: Vec<f64> = boots.iter().filter_map(|b| b.rss).collect();
+    let at_ready: Vec<f64> = boots.iter().filter_map(|b| b.rss_ready).collect();
+    if rss.len() < boots.len() {
+        return Metric::failed(
+            name,
+            "MiB",
+            &anyhow::anyhow!(
+                "{} of {} boots' \"{IDLE}\" console lines have no rss_kib",
+                boots.len() - rss.len(),
+                boots.len()
+            ),
+        );
+    }
+    match median(&rss) {
+        Some(v) => Metric::new(
+            name,
+            "MiB",
+            v,
+            None,
+            format!(
+                "VmRSS of applianced (PID 1, release build) in the VM, idle, portal + audit \
+                 placed, as its \"{IDLE}\" console line reports (rss_kib); median of {} \
+                 boots (at the ready line: {})",
+                rss.len(),
+                median(&at_ready)
+                    .map_or_else(|| "not logged".to_owned(), |v| format!("{v:.1} MiB"))
+            ),
+        ),
+        None => Metric::failed(name, "MiB", &anyhow::anyhow!("no boots")),
+    }
+}
+
 /// The kernel parameters of the bench VM.
 fn params() -> Vec<String> {
     vec![
@@ -298,16 +368,22 @@ struct Boot {
     ready: f64,
     /// Power button to QEMU's exit, s.
     down: f64,
-    /// applianced's resident memory at ready, as its log line says, MiB.
+    /// Whether the power off was orderly ([`orderly`]), and if not why.
+    orderly: Result<(), String>,
+    /// applianced's resident memory at its idle line, as it logs it, MiB.
     rss: Option<f64>,
+    /// The same at its ready line, MiB (the old figure, for comparison).
+    rss_ready: Option<f64>,
 }
 
-/// Boots `spec`, waits for the ready line, presses the power button and
+/// Boots `spec`, waits for the ready line and then for applianced's idle
+/// memory line ([`IDLE`], 10 s after ready), presses the power button and
 /// waits for QEMU's exit.
 fn boot_and_power_off(net: &VmNet, spec: &VmSpec) -> anyhow::Result<Boot> {
     let mut vm = Vm::start(Some(net), spec)?;
     let t = vm.wait_for(READY, READY_LIMIT)?;
-    let rss = rss_at_ready(&vm.serial_log());
+    let (idle, _) = vm.wait_line(IDLE, IDLE_LIMIT, |l| l.contains(IDLE))?;
+    let rss = rss_kib_of(&idle).map(|kib| kib / 1024.0);
     let t0 = Instant::now();
     vm.power_button()?;
     let status = vm.wait_exit(POWEROFF_LIMIT)?;
@@ -319,29 +395,131 @@ fn boot_and_power_off(net: &VmNet, spec: &VmSpec) -> anyhow::Result<Boot> {
             "QEMU exited with {status} after the power button"
         ))
     })?;
+    let guest = vm
+        .shutdown_event()
+        .is_some_and(|e| e["reason"] == "guest-shutdown");
+    let log = vm.serial_log();
+    let orderly = if guest {
+        orderly(&log)
+    } else {
+        Err("QEMU's SHUTDOWN event is not the guest's own power off".to_owned())
+    };
+    if let Err(why) = &orderly {
+        let from = log.find(SHUTDOWN_LINES[0]).unwrap_or(0);
+        eprintln!(
+            "bench: {}: the power off was not orderly: {why}; its console:\n{}",
+            spec.name,
+            &log[from..]
+        );
+    }
     eprintln!(
-        "bench: {}: ready {:.2} s, off {:.2} s, rss {rss:?} MiB",
+        "bench: {}: ready {:.2} s, off {:.2} s ({}), idle rss {rss:?} MiB",
         spec.name,
         t.as_secs_f64(),
-        down.as_secs_f64()
+        down.as_secs_f64(),
+        if orderly.is_ok() {
+            "orderly"
+        } else {
+            "NOT orderly"
+        }
     );
     Ok(Boot {
         ready: t.as_secs_f64(),
         down: down.as_secs_f64(),
+        orderly,
         rss,
+        rss_ready: rss_at_ready(&log),
     })
 }
 
-/// The `rss_kib=` field of applianced's `node ready` log line (ready.rs),
-/// in MiB.
-fn rss_at_ready(log: &str) -> Option<f64> {
-    let line = log.lines().find(|l| l.contains("node ready"))?;
-    let kib: f64 = line
-        .split_whitespace()
+/// The console lines of an orderly power off, in order: applianced's
+/// (daemon.rs, boot/power.rs), then the kernel's (as tests/image_boot.rs).
+const SHUTDOWN_LINES: [&str; 5] = [
+    "applianced: powering off",
+    "applianced: stopping services",
+    "applianced: services stopped; stopping the API",
+    "applianced: /data: unmounted",
+    "reboot: Power down",
+];
+/// Console lines that mean a process was killed or a step forced, during
+/// the power off (supervisor service.rs, applianced daemon.rs and
+/// boot/power.rs).
+const FORCED: [&str; 5] = [
+    "did not stop in time; SIGKILL",
+    "left after SIGTERM",
+    "survived SIGKILL",
+    "shutdown deadline passed",
+    "applianced: ERROR",
+];
+
+/// Whether the power off on console `log` was orderly: the shutdown lines
+/// in order, each service placed at ready stopped (a "stopped" line of the
+/// supervisor, not by SIGKILL) before "services stopped", nothing forced,
+/// and `/data` unmounted (not merely remounted read-only). The reason when
+/// not.
+fn orderly(log: &str) -> Result<(), String> {
+    let services = services_at_ready(log).ok_or("no \"node ready\" line names the services")?;
+    let start = log
+        .find(SHUTDOWN_LINES[0])
+        .ok_or_else(|| format!("no {:?} line", SHUTDOWN_LINES[0]))?;
+    let shutdown = &log[start..];
+    let mut at = Vec::new();
+    let mut from = 0;
+    for line in SHUTDOWN_LINES {
+        let i = shutdown[from..]
+            .find(line)
+            .map(|i| from + i)
+            .ok_or_else(|| format!("no {line:?} line (in this order)"))?;
+        at.push(i);
+        from = i;
+    }
+    if let Some(forced) = shutdown
+        .lines()
+        .find(|l| FORCED.iter().any(|f| l.contains(f)))
+    {
+        return Err(format!("forced: {forced:?}"));
+    }
+    // Between "stopping services" and "services stopped".
+    let stops = &shutdown[at[1]..at[2]];
+    for name in &services {
+        let field = format!("service={name} ");
+        let line = stops
+            .lines()
+            .find(|l| l.contains(" stopped") && format!("{l} ").contains(&field))
+            .ok_or_else(|| format!("no \"stopped\" line for service {name}"))?;
+        if line.contains("unix_wait_status(9)") || line.contains("status=None") {
+            return Err(format!("{name} was killed or lost: {line:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// The services the `node ready: audit healthy, portal healthy ...` line
+/// names (ready.rs).
+fn services_at_ready(log: &str) -> Option<Vec<String>> {
+    let line = log.lines().find(|l| l.contains("node ready: "))?;
+    let (_, list) = line.split_once("node ready: ")?;
+    if list.starts_with("no services placed") {
+        return Some(Vec::new());
+    }
+    list.split(", ")
+        .map(|item| item.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// The `rss_kib=` field of one of applianced's memory log lines (ready.rs),
+/// in KiB.
+fn rss_kib_of(line: &str) -> Option<f64> {
+    line.split_whitespace()
         .find_map(|w| w.strip_prefix("rss_kib="))?
         .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+        .ok()
+}
+
+/// The `rss_kib=` field of applianced's `node ready` log line, in MiB.
+fn rss_at_ready(log: &str) -> Option<f64> {
+    let line = log.lines().find(|l| l.contains("node ready"))?;
+    Some(rss_kib_of(line)? / 1024.0)
 }
 
 /// The console arguments of the image's command line (for the baseline,
@@ -363,5 +541,86 @@ mod tests {
                    healthy rss_kib=6604\napplianced: ready\n";
         assert_eq!(super::rss_at_ready(log), Some(6604.0 / 1024.0));
         assert_eq!(super::rss_at_ready("node ready: audit healthy\n"), None);
+    }
+
+    /// A console of an orderly power off, as the VM printed it (abridged).
+    const ORDERLY: &str = "\
+2026-12-04T17:02:32.484117Z  INFO node ready: audit healthy, portal healthy rss_kib=8544 anon_kib=1224 file_kib=7320
+applianced: ready
+2026-12-04T17:02:42.494718Z  INFO idle memory, 10 s after ready rss_kib=8544 anon_kib=1224 file_kib=7320
+applianced: powering off
+applianced: stopping services
+2026-12-04T17:02:42.574471Z  INFO stopped service=portal status=Some(ExitStatus(unix_wait_status(15)))
+2026-12-04T17:02:42.589298Z  INFO stopped service=audit status=Some(ExitStatus(unix_wait_status(15)))
+applianced: services stopped; stopping the API
+2026-12-04T17:02:42.603690Z  INFO applianced stopped
+[   26.731962] EXT4-fs (vda4): unmounting filesystem.
+applianced: /data: unmounted
+[   26.763703] ACPI: PM: Preparing to enter system sleep state S5
+[   26.767138] reboot: Power down
+";
+
+    #[test]
+    fn reads_the_rss_of_the_idle_log_line() {
+        let line = ORDERLY
+            .lines()
+            .find(|l| l.contains(super::IDLE))
+            .expect("an idle line");
+        assert_eq!(super::rss_kib_of(line), Some(8544.0));
+        assert_eq!(super::rss_kib_of("idle memory, 10 s after ready"), None);
+    }
+
+    #[test]
+    fn an_orderly_power_off_is_recognised() {
+        assert_eq!(super::orderly(ORDERLY), Ok(()));
+        assert_eq!(
+            super::services_at_ready(ORDERLY),
+            Some(vec!["audit".to_owned(), "portal".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_power_off_that_kills_or_skips_is_not_orderly() {
+        let broken = [
+            // A service that had to be killed.
+            ORDERLY.replace(
+                "INFO stopped service=audit status=Some(ExitStatus(unix_wait_status(15)))",
+                "WARN service=audit grace=5s did not stop in time; SIGKILL\n\
+                 INFO stopped service=audit status=Some(ExitStatus(unix_wait_status(9)))",
+            ),
+            // Killed without the supervisor's warning.
+            ORDERLY.replace("unix_wait_status(15)))\napplianced: services", "unix_wait_status(9)))\napplianced: services"),
+            // A service never reported stopped.
+            ORDERLY.replace(
+                "2026-12-04T17:02:42.574471Z  INFO stopped service=portal status=Some(ExitStatus(unix_wait_status(15)))\n",
+                "",
+            ),
+            // Processes left for the final SIGTERM/SIGKILL sweep.
+            ORDERLY.replace(
+                "applianced: /data: unmounted",
+                "applianced: 1 process(es) left after SIGTERM; sending SIGKILL\napplianced: /data: unmounted",
+            ),
+            // /data only remounted read-only.
+            ORDERLY.replace(
+                "/data: unmounted",
+                "/data: remounted read-only (unmount failed: busy)",
+            ),
+            // The shutdown deadline forced the rest.
+            ORDERLY.replace(
+                "applianced: services stopped; stopping the API",
+                "applianced: shutdown deadline passed; forcing the rest",
+            ),
+            // Out of order: the services stopped after the API.
+            ORDERLY.replace("applianced: stopping services\n", "").replace(
+                "applianced: services stopped; stopping the API\n",
+                "applianced: services stopped; stopping the API\napplianced: stopping services\n",
+            ),
+            // No power down by the kernel.
+            ORDERLY.replace("reboot: Power down", ""),
+        ];
+        for (i, log) in broken.iter().enumerate() {
+            assert_ne!(log.as_str(), ORDERLY, "case {i} changed nothing");
+            assert!(super::orderly(log).is_err(), "case {i} passed:\n{log}");
+        }
     }
 }
