@@ -21,7 +21,7 @@ use appliance_cluster::pake::AdminHandshake;
 use appliance_cluster::preflight::{self};
 use appliance_cluster::rand_core::OsRng;
 use appliance_cluster::{
-    Change, ClusterFacts, JoinCode, NodeId, PreflightFailure, Role, SecureChannel,
+    CandidateFacts, Change, ClusterFacts, JoinCode, NodeId, PreflightFailure, Role, SecureChannel,
 };
 use appliance_pki::{CaCert, NodeCert, NodeCsr};
 use futures::Stream;
@@ -33,9 +33,10 @@ use tonic::Streaming;
 use super::checks::{candidate_facts, check_csr};
 use super::error::DriverError;
 use super::progress::{Events, JoinProgress};
+use crate::authority::{Admission, Authority};
 use crate::client::JoinConnection;
 use crate::error::PeerError;
-use crate::node::PeerNode;
+use crate::node::{Membership, PeerNode};
 use crate::pb::handshake_frame::Body;
 use crate::pb::{self, HandshakeFrame};
 use crate::state::ClusterState;
@@ -115,6 +116,7 @@ impl PeerNode {
         ReceiverStream::new(rx)
     }
 
+    /// The join, phase by phase; each phase reports its own events.
     async fn drive_join(
         &self,
         address: SocketAddr,
@@ -124,11 +126,46 @@ impl PeerNode {
     ) -> Result<(NodeId, u64), DriverError> {
         let membership = self.membership()?;
         let authority = self.authority()?;
+        ev.send(JoinProgress::Connecting { address }).await;
+        let (conn, candidate) = self
+            .connect_and_ask_facts(address, &membership, roles, ev)
+            .await?;
+        let state = authority.current().await.map_err(PeerError::from)?;
+        self.preflight(&state, &candidate, ev).await?;
+        let (mut stream, mut channel) = self
+            .pake(&conn, code, &state, &membership, &candidate, ev)
+            .await?;
+        // The certificate the PAKE bound (by its fingerprint): the one
+        // whose key the new node's certificate must be for.
+        let csr = receive_csr(&mut stream, &mut channel, &candidate, conn.peer_cert_der()).await?;
+        let node = candidate.node_id;
+        let admission = self.admit(authority.as_ref(), &csr, &candidate, ev).await?;
+        let (cert, next) = (admission.cert, admission.state);
+        let generation = next.generation();
+        let delivered = async {
+            send_bundle(&mut stream, &mut channel, &cert, &membership.ca, &next).await?;
+            receive_ack(&mut stream, &mut channel).await
+        }
+        .await;
+        if let Err(reason) = delivered {
+            return Err(self.roll_back_join(node, reason).await);
+        }
+        self.push_to_others(&next, node, ev).await?;
+        Ok((node, generation))
+    }
+
+    /// Connects to the appliance's join port and asks its facts: the round
+    /// trip proves it reachable and samples its clock. An appliance that
+    /// cannot be reached fails preflight.
+    async fn connect_and_ask_facts(
+        &self,
+        address: SocketAddr,
+        membership: &Membership,
+        roles: BTreeSet<Role>,
+        ev: &Events,
+    ) -> Result<(JoinConnection, CandidateFacts), DriverError> {
         let timeouts = self.inner.timeouts;
         let clock = self.inner.clock.clone();
-        ev.send(JoinProgress::Connecting { address }).await;
-
-        // Reachability and the clock sample come from the Facts round trip.
         let reached = async {
             let conn =
                 JoinConnection::connect(address, &membership.cert, &self.inner.key, &timeouts)
@@ -157,9 +194,6 @@ impl PeerNode {
             }
         };
         let candidate = candidate_facts(&conn, &facts, roles, (sent, received))?;
-        // The certificate the PAKE binds (by its fingerprint): the one
-        // whose key the new node's certificate must be for.
-        let join_cert = conn.peer_cert_der().to_vec();
         ev.send(JoinProgress::Facts {
             node: candidate.node_id,
             hostname: candidate.hostname.clone(),
@@ -168,8 +202,16 @@ impl PeerNode {
             fingerprint: candidate.fingerprint,
         })
         .await;
+        Ok((conn, candidate))
+    }
 
-        let state = authority.current().await.map_err(PeerError::from)?;
+    /// Does the appliance fit the cluster as the authority has it now?
+    async fn preflight(
+        &self,
+        state: &ClusterState,
+        candidate: &CandidateFacts,
+        ev: &Events,
+    ) -> Result<(), DriverError> {
         let local = self.facts();
         let report = preflight::check(
             &ClusterFacts {
@@ -177,7 +219,7 @@ impl PeerNode {
                 version: local.version,
                 mtus: [(self.node_id(), local.mtu)].into_iter().collect(),
             },
-            &candidate,
+            candidate,
         );
         if !report.is_ok() {
             let failures = report.messages();
@@ -193,13 +235,25 @@ impl PeerNode {
             warnings: report.warnings.iter().map(ToString::to_string).collect(),
         })
         .await;
+        Ok(())
+    }
 
-        // The PAKE, bound to this node's certificate and the one the connection shows.
+    /// The PAKE over `Handshake`, bound to this node's certificate and the one
+    /// the connection shows; on success, the secure channel for the rest.
+    async fn pake(
+        &self,
+        conn: &JoinConnection,
+        code: &JoinCode,
+        state: &ClusterState,
+        membership: &Membership,
+        candidate: &CandidateFacts,
+        ev: &Events,
+    ) -> Result<(AdminStream, SecureChannel), DriverError> {
         let (up, down) = conn.handshake().await?;
         let mut stream = AdminStream {
             up,
             down,
-            step: timeouts.step,
+            step: self.inner.timeouts.step,
         };
         let (hs, hello) = AdminHandshake::start(
             code,
@@ -213,49 +267,53 @@ impl PeerNode {
         let (confirming, confirm) = hs.receive_reply(&reply).map_err(DriverError::Pake)?;
         stream.send(Body::Pake(confirm)).await?;
         let theirs = stream.next_pake("handshake confirmation").await?;
-        let mut channel = confirming
+        let channel = confirming
             .receive_confirm(&theirs)
             .map_err(DriverError::Pake)?;
         ev.send(JoinProgress::Handshake {
             session: channel.session_id(),
         })
         .await;
+        Ok((stream, channel))
+    }
 
-        // The request, then the admission: the node added and its
-        // certificate signed in one step of the authority.
-        let request = stream
-            .next_sealed(&mut channel, "certificate request")
-            .await?;
-        let request = pb::JoinRequest::decode(request.as_slice()).map_err(|source| {
-            DriverError::Undecodable {
-                what: "join request",
-                source,
-            }
-        })?;
-        let csr = NodeCsr::from_der(request.csr_der);
-        check_csr(&csr, &candidate, &join_cert)?;
+    /// The admission: the node added and its certificate signed, in one
+    /// step of the authority.
+    async fn admit(
+        &self,
+        authority: &dyn Authority,
+        csr: &NodeCsr,
+        candidate: &CandidateFacts,
+        ev: &Events,
+    ) -> Result<Admission, DriverError> {
         let node = candidate.node_id;
         let admission = authority
-            .admit(&csr, candidate.member())
+            .admit(csr, candidate.member())
             .await
             .map_err(DriverError::Admit)?;
-        let (cert, next) = (admission.cert, admission.state);
         ev.send(JoinProgress::Certified {
             node,
-            fingerprint: cert.fingerprint(),
+            fingerprint: admission.cert.fingerprint(),
         })
         .await;
-        let generation = next.generation();
-        self.accept_local(&next).await;
-        ev.send(JoinProgress::Added { node, generation }).await;
+        self.accept_local(&admission.state).await;
+        ev.send(JoinProgress::Added {
+            node,
+            generation: admission.state.generation(),
+        })
+        .await;
+        Ok(admission)
+    }
 
-        // The bundle, sealed; then the appliance's acknowledgement.
-        let delivered = self
-            .deliver_bundle(&mut stream, &mut channel, &cert, &membership.ca, &next)
-            .await;
-        if let Err(reason) = delivered {
-            return Err(self.roll_back_join(node, reason).await);
-        }
+    /// The new generation to every other member (by the authority: members
+    /// accept configurations from it only). The new node and this one have it.
+    async fn push_to_others(
+        &self,
+        next: &ClusterState,
+        node: NodeId,
+        ev: &Events,
+    ) -> Result<(), DriverError> {
+        let generation = next.generation();
         ev.send(JoinProgress::ConfigPushed { node, generation })
             .await;
         ev.send(JoinProgress::ConfigPushed {
@@ -263,7 +321,7 @@ impl PeerNode {
             generation,
         })
         .await;
-        let pushes = self.distribute(&next, &[self.node_id(), node]).await?;
+        let pushes = self.distribute(next, &[self.node_id(), node]).await?;
         for p in pushes {
             ev.send(match p.result {
                 Ok(generation) => JoinProgress::ConfigPushed {
@@ -278,35 +336,7 @@ impl PeerNode {
             })
             .await;
         }
-        Ok((node, generation))
-    }
-
-    async fn deliver_bundle(
-        &self,
-        stream: &mut AdminStream,
-        channel: &mut SecureChannel,
-        cert: &NodeCert,
-        ca: &CaCert,
-        state: &ClusterState,
-    ) -> Result<(), DriverError> {
-        let bundle = pb::JoinBundle {
-            node_cert_der: cert.der().to_vec(),
-            ca_cert_der: ca.der().to_vec(),
-            state: Some(state.to_pb().map_err(PeerError::from)?),
-        };
-        let sealed = channel.seal(&bundle.encode_to_vec())?;
-        stream.send(Body::Sealed(sealed)).await?;
-        let ack = stream.next_sealed(channel, "acknowledgement").await?;
-        let ack =
-            pb::JoinAck::decode(ack.as_slice()).map_err(|source| DriverError::Undecodable {
-                what: "acknowledgement",
-                source,
-            })?;
-        if ack.accepted {
-            Ok(())
-        } else {
-            Err(DriverError::MembershipRefused { detail: ack.detail })
-        }
+        Ok(())
     }
 
     /// The appliance did not confirm it stored its membership: take it out
@@ -321,5 +351,58 @@ impl PeerNode {
             },
             Err(error) => DriverError::TakeOutFailed { reason, error },
         }
+    }
+}
+
+/// The appliance's certificate request, checked against its facts and
+/// `join_cert` (DER), the certificate the PAKE bound.
+async fn receive_csr(
+    stream: &mut AdminStream,
+    channel: &mut SecureChannel,
+    candidate: &CandidateFacts,
+    join_cert: &[u8],
+) -> Result<NodeCsr, DriverError> {
+    let request = stream.next_sealed(channel, "certificate request").await?;
+    let request =
+        pb::JoinRequest::decode(request.as_slice()).map_err(|source| DriverError::Undecodable {
+            what: "join request",
+            source,
+        })?;
+    let csr = NodeCsr::from_der(request.csr_der);
+    check_csr(&csr, candidate, join_cert)?;
+    Ok(csr)
+}
+
+/// The bundle (certificate, CA, state), sealed.
+async fn send_bundle(
+    stream: &mut AdminStream,
+    channel: &mut SecureChannel,
+    cert: &NodeCert,
+    ca: &CaCert,
+    state: &ClusterState,
+) -> Result<(), DriverError> {
+    let bundle = pb::JoinBundle {
+        node_cert_der: cert.der().to_vec(),
+        ca_cert_der: ca.der().to_vec(),
+        state: Some(state.to_pb().map_err(PeerError::from)?),
+    };
+    let sealed = channel.seal(&bundle.encode_to_vec())?;
+    stream.send(Body::Sealed(sealed)).await
+}
+
+/// The appliance's acknowledgement: it stored its membership, or why not.
+async fn receive_ack(
+    stream: &mut AdminStream,
+    channel: &mut SecureChannel,
+) -> Result<(), DriverError> {
+    let ack = stream.next_sealed(channel, "acknowledgement").await?;
+    let ack = pb::JoinAck::decode(ack.as_slice()).map_err(|source| DriverError::Undecodable {
+        what: "acknowledgement",
+        source,
+    })?;
+    if ack.accepted {
+        Ok(())
+    } else {
+        Err(DriverError::MembershipRefused { detail: ack.detail })
     }
 }
