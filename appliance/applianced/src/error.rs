@@ -22,15 +22,30 @@ pub enum NodeError {
     /// The network could not be configured (and was restored).
     #[error("{0}")]
     Network(#[from] NetError),
-    /// The firewall could not be applied.
-    #[error("{0}; the network change was rolled back")]
-    Firewall(#[from] FirewallError),
+    /// A transition's firewall could not be applied. It is applied before
+    /// the network and in one nft transaction: nothing was changed.
+    #[error("{0}; nothing was changed")]
+    FirewallApply(FirewallError),
+    /// The firewall could not be read (`firewall show`); a read changes nothing.
+    #[error("{0}")]
+    FirewallRead(FirewallError),
     /// The hostname could not be set.
-    #[error("{0}; the network change was rolled back")]
+    #[error("{0}")]
     Hostname(#[from] HostnameError),
     /// resolv.conf could not be written.
-    #[error("{0}; the network change was rolled back")]
+    #[error("{0}")]
     Resolv(#[from] ResolvError),
+    /// A step after the network apply failed (hostname, resolv.conf), and
+    /// what the transition had applied was put back.
+    #[error("{0}; the network change was rolled back")]
+    RolledBack(Box<NodeError>),
+    /// A step after the network apply failed on the node's first
+    /// configuration: there is no earlier one to put back.
+    #[error(
+        "{0}; the network and the firewall stay as applied: there is no earlier \
+         configuration to return to"
+    )]
+    NotRolledBack(Box<NodeError>),
     /// The state database failed.
     #[error("{0}")]
     State(#[from] StateError),
@@ -48,9 +63,12 @@ impl From<NodeError> for tonic::Status {
         match e {
             NodeError::Config(_) | NodeError::Peer(_) => tonic::Status::invalid_argument(msg),
             NodeError::Network(_)
-            | NodeError::Firewall(_)
+            | NodeError::FirewallApply(_)
+            | NodeError::FirewallRead(_)
             | NodeError::Hostname(_)
             | NodeError::Resolv(_)
+            | NodeError::RolledBack(_)
+            | NodeError::NotRolledBack(_)
             | NodeError::NoConfig(_) => tonic::Status::failed_precondition(msg),
             NodeError::Service(SupervisorError::UnknownService { .. }) => {
                 tonic::Status::not_found(msg)
@@ -79,6 +97,29 @@ pub fn report(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn firewall_messages_say_what_happened() {
+        let read = NodeError::FirewallRead(FirewallError::TableMissing).to_string();
+        assert!(
+            !read.contains("rolled back") && !read.contains("changed"),
+            "{read}"
+        );
+        let apply = NodeError::FirewallApply(FirewallError::TableMissing).to_string();
+        assert!(apply.ends_with("; nothing was changed"), "{apply}");
+        let inner = || Box::new(NodeError::NoConfig("x".into()));
+        let back = NodeError::RolledBack(inner()).to_string();
+        assert!(
+            back.ends_with("; the network change was rolled back"),
+            "{back}"
+        );
+        let first = NodeError::NotRolledBack(inner()).to_string();
+        assert!(!first.contains("rolled back"), "{first}");
+        assert_eq!(
+            tonic::Status::from(NodeError::RolledBack(inner())).code(),
+            tonic::Code::FailedPrecondition
+        );
+    }
 
     #[test]
     fn report_names_each_cause_once() {

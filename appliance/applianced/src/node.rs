@@ -321,7 +321,7 @@ impl Node {
                     .record("firewall", generation, Err(e.to_string()));
             }
         }
-        fw?;
+        fw.map_err(NodeError::FirewallApply)?;
 
         // Record the intent before acting: after a crash mid-apply, the next
         // boot still knows every address it may have added.
@@ -351,7 +351,10 @@ impl Node {
                 .record("network", generation, Err(e.to_string()));
             self.undo_network(core, prev.as_ref(), report.owned).await;
             self.undo_firewall(core, prev.as_ref()).await;
-            return Err(e);
+            return Err(match prev {
+                Some(_) => NodeError::RolledBack(Box::new(e)),
+                None => NodeError::NotRolledBack(Box::new(e)),
+            });
         }
 
         // A periodic reconcile that found nothing to do writes nothing.
@@ -461,7 +464,11 @@ impl Node {
     /// The firewall as the kernel has it, and its rendering.
     pub async fn firewall(&self) -> Result<(FirewallStatus, String), NodeError> {
         let core = self.core.lock().await;
-        let status = core.firewall.show().await?;
+        let status = core
+            .firewall
+            .show()
+            .await
+            .map_err(NodeError::FirewallRead)?;
         let text = core
             .firewall
             .applied()
