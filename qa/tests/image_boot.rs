@@ -5,45 +5,31 @@
 //! the other ports closed, and (where checked) powers off cleanly on the ACPI
 //! power button, leaving its data filesystem clean for the next boot. The
 //! hypervisor formats are checked with qemu-img, and the OVA's descriptor and
-//! manifest against its files.
+//! manifest against its files. Each power off is checked orderly on the
+//! console: every service stopped by its stop signal, none killed.
 //!
 //! At most two VMs run at once (qa::vm caps it); each test runs one at a time.
 
 mod common;
+mod vm_support;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::http_get;
 use qa::vm::{Built, Disk, DiskBus, Ext4Super, Firmware, Nic, Vm, VmSpec};
 use qa::vmnet::{VmNet, GATEWAY_V4};
+use vm_support::{ensure, identity, power_off, READY, READY_LIMIT};
 
-/// QEMU start to the ready line: TCG is slow and CI machines have 2 cores
-/// shared by two VMs.
-const READY_LIMIT: Duration = Duration::from_secs(240);
-/// Power button to QEMU's exit: services stop (5 s each at most), sync,
-/// unmount, power off.
-const POWEROFF_LIMIT: Duration = Duration::from_secs(90);
 /// A connection to a closed port must not succeed within this.
 const CLOSED_LIMIT: Duration = Duration::from_secs(2);
-/// The ready line (appliance/applianced/src/ready.rs).
-const READY: &str = "applianced: ready";
 /// Printed by the second and later boots when the data filesystem's
 /// superblock says it was cleanly unmounted (boot/datapart.rs).
 const DATA_CLEAN: &str = "applianced: data filesystem: clean";
 /// Printed instead when it was not (the journal is replayed by the check).
 const DATA_UNCLEAN: &str = "applianced: data filesystem: not cleanly unmounted";
-/// The console lines of an orderly power off, in order: applianced's
-/// (daemon.rs, boot/power.rs), then the kernel's.
-const SHUTDOWN_LINES: [&str; 5] = [
-    "applianced: powering off",
-    "applianced: stopping services",
-    "applianced: services stopped; stopping the API",
-    "applianced: /data: unmounted",
-    "reboot: Power down",
-];
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
@@ -116,46 +102,6 @@ fn check_ports(vm: &Vm, net: &VmNet, ip: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ensure(cond: bool, msg: String) -> anyhow::Result<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!(msg))
-    }
-}
-
-/// Presses the power button and checks QEMU exits on the guest's own power
-/// off within the bound; returns the time it took.
-fn power_off(vm: &mut Vm) -> anyhow::Result<Duration> {
-    let t0 = Instant::now();
-    vm.power_button()?;
-    let status = vm.wait_exit(POWEROFF_LIMIT)?;
-    let took = t0.elapsed();
-    vm.checked(ensure(
-        status.success(),
-        format!("QEMU exited with {status}"),
-    ))?;
-    let event = vm.shutdown_event();
-    vm.checked(ensure(
-        event
-            .as_ref()
-            .is_some_and(|e| e["reason"] == "guest-shutdown"),
-        format!("QEMU's SHUTDOWN event is {event:?}, not a guest power off"),
-    ))?;
-    let log = vm.serial_log();
-    let mut from = 0;
-    for line in SHUTDOWN_LINES {
-        let at = log[from..].find(line).map(|i| from + i);
-        vm.checked(ensure(
-            at.is_some(),
-            format!("the console does not show {line:?} (in this order) during the power off"),
-        ))?;
-        from = at.unwrap_or(from);
-    }
-    eprintln!("{}: powered off in {:.1} s", vm.name(), took.as_secs_f64());
-    Ok(took)
-}
-
 /// The data partition (found in the GPT, cross-checked against image.json)
 /// holds an ext4 filesystem labelled `data`, cleanly unmounted.
 fn check_data_clean(built: &Built, disk: &Disk) -> anyhow::Result<()> {
@@ -175,34 +121,6 @@ fn check_data_clean(built: &Built, disk: &Disk) -> anyhow::Result<()> {
         "data filesystem not clean after power off: {sb:?}"
     );
     Ok(())
-}
-
-/// The machine's identity as applianced's banner shows it (daemon.rs):
-/// `applianced <version>: <hostname>, machine id <32 hex>` and
-/// `applianced: node key SHA256:<hex>`.
-fn identity(vm: &mut Vm) -> anyhow::Result<(String, String)> {
-    let limit = Duration::from_secs(5);
-    let (line, _) = vm.wait_line("the machine id", limit, |l| l.contains(", machine id "))?;
-    let id = line
-        .rsplit(", machine id ")
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    vm.checked(ensure(
-        id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
-        format!("no machine id in {line:?}"),
-    ))?;
-    let (line, _) = vm.wait_line("the node key", limit, |l| {
-        l.contains("applianced: node key SHA256:")
-    })?;
-    let key = line
-        .rsplit("node key ")
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    Ok((id, key))
 }
 
 #[test]
@@ -313,7 +231,9 @@ fn vmware_and_e1000_devices_serve_with_distinct_identities_and_recover() -> anyh
     let id_b = identity(&mut vm)?;
     check_ports(&vm, &net, "10.79.0.24")?;
     vm.checked(ensure(
-        id_a.0 != id_b.0 && id_a.1 != id_b.1,
+        id_a.machine_id != id_b.machine_id
+            && id_a.node_key != id_b.node_key
+            && id_a.node_id != id_b.node_id,
         format!("two copies of the image share an identity: {id_a:?} and {id_b:?}"),
     ))?;
 
@@ -694,4 +614,50 @@ fn an_enlarged_disk_grows_the_data_partition_and_its_filesystem() -> anyhow::Res
         "the partition tables were written on a boot of a disk that is not larger"
     );
     Ok(())
+}
+
+/// The console of an orderly power off, as the image prints it (trimmed).
+const ORDERLY: &str = "\
+2026-12-04T17:01:12.364342Z  INFO started service=audit pid=105
+2026-12-04T17:01:12.630070Z  INFO started service=portal pid=107
+applianced: ready
+applianced: powering off
+applianced: stopping services
+2026-12-04T17:01:16.891539Z  INFO stopped service=portal status=Some(ExitStatus(unix_wait_status(15)))
+2026-12-04T17:01:16.906180Z  INFO stopped service=audit status=Some(ExitStatus(unix_wait_status(15)))
+applianced: services stopped; stopping the API
+";
+
+#[test]
+fn an_orderly_power_off_passes_the_check() {
+    vm_support::check_orderly(ORDERLY).expect("orderly");
+}
+
+#[test]
+fn a_power_off_that_kills_or_skips_a_service_fails_the_check() {
+    // Killed after its stop timeout.
+    let killed = ORDERLY
+        .replace(
+            "2026-12-04T17:01:16.891539Z  INFO stopped service=portal status=Some(ExitStatus(unix_wait_status(15)))",
+            "2026-12-04T17:01:16.89Z  WARN did not stop in time; SIGKILL service=portal grace=0ns\n\
+             2026-12-04T17:01:16.89Z  INFO stopped service=portal status=Some(ExitStatus(unix_wait_status(9)))",
+        );
+    let err = vm_support::check_orderly(&killed).expect_err("killed");
+    assert!(err.to_string().contains("portal"), "{err}");
+    // Killed, without the warning.
+    let killed = ORDERLY.replace(
+        "unix_wait_status(15)))\n2026-12-04T17:01:16.906180Z",
+        "unix_wait_status(9)))\n2026-12-04T17:01:16.906180Z",
+    );
+    assert!(vm_support::check_orderly(&killed).is_err());
+    // Not stopped at all (left for PID 1 to kill).
+    let skipped: String = ORDERLY
+        .lines()
+        .filter(|l| !l.contains("stopped service=audit"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let err = vm_support::check_orderly(&skipped).expect_err("not stopped");
+    assert!(err.to_string().contains("audit"), "{err}");
+    let left = format!("{ORDERLY}applianced: 1 process(es) left after SIGTERM; sending SIGKILL\n");
+    assert!(vm_support::check_orderly(&left).is_err());
 }
