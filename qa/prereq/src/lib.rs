@@ -114,36 +114,57 @@ impl Need {
 /// and returns `true` (return from the test).
 pub fn opted_out(needs: &[Need]) -> bool {
     let missing: Vec<String> = needs.iter().filter_map(|n| n.missing()).collect();
-    if missing.is_empty() {
-        return false;
+    let opt_out = std::env::var(OPT_OUT_VAR).unwrap_or_default();
+    match decide(needs, &missing, &opt_out, &test_name()) {
+        Outcome::Run => false,
+        Outcome::Skip(line) => {
+            // Straight to fd 2: libtest captures eprintln! of a passing test.
+            let _ = writeln!(std::io::stderr(), "{line}");
+            true
+        }
+        Outcome::Fail { line, reason } => {
+            let _ = writeln!(std::io::stderr(), "{line}");
+            panic!("{reason}");
+        }
     }
-    let test = test_name();
-    let set = std::env::var(OPT_OUT_VAR).unwrap_or_default();
-    let classes: Vec<&str> = set.split(',').map(str::trim).collect();
+}
+
+/// What a test does about its prerequisites.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Everything is present.
+    Run,
+    /// Opted out: the SKIPPED line to print.
+    Skip(String),
+    /// The MISSING PREREQUISITE line to print, and the panic message.
+    Fail { line: String, reason: String },
+}
+
+/// The decision, apart from the machine: `missing` are the reasons of the
+/// needs found missing, `opt_out` the value of [`OPT_OUT_VAR`].
+fn decide(needs: &[Need], missing: &[String], opt_out: &str, test: &str) -> Outcome {
+    if missing.is_empty() {
+        return Outcome::Run;
+    }
+    let classes: Vec<&str> = opt_out.split(',').map(str::trim).collect();
+    let missing = missing.join("; ");
     if let Some(class) = needs
         .iter()
         .map(|n| n.opt_out())
         .find(|c| classes.contains(c))
     {
-        // Straight to fd 2: libtest captures eprintln! of a passing test.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED (opt-out {OPT_OUT_VAR}={class}): {test}: missing {}",
-            missing.join("; ")
-        );
-        return true;
+        return Outcome::Skip(format!(
+            "SKIPPED (opt-out {OPT_OUT_VAR}={class}): {test}: missing {missing}"
+        ));
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "MISSING PREREQUISITE: {test} needs {}",
-        missing.join("; ")
-    );
-    panic!(
-        "{test} cannot run: missing {}. (Opt-out for a developer machine only, never in CI: \
-         {OPT_OUT_VAR}={}.)",
-        missing.join("; "),
-        needs.last().map_or("root", |n| n.opt_out())
-    );
+    Outcome::Fail {
+        line: format!("MISSING PREREQUISITE: {test} needs {missing}"),
+        reason: format!(
+            "{test} cannot run: missing {missing}. (Opt-out for a developer machine only, \
+             never in CI: {OPT_OUT_VAR}={}.)",
+            needs.last().map_or("root", |n| n.opt_out())
+        ),
+    }
 }
 
 /// True when the effective uid is 0.
@@ -198,6 +219,34 @@ mod tests {
     fn present_needs_run_the_test() {
         // /proc is always there; an empty list needs nothing.
         assert!(!opted_out(&[]));
+    }
+
+    #[test]
+    fn missing_needs_fail_unless_their_class_is_opted_out() {
+        let gone = ["root (...)".to_string()];
+        assert_eq!(decide(KERNEL, &[], "", "t"), Outcome::Run);
+        let Outcome::Fail { line, reason } = decide(KERNEL, &gone, "", "t") else {
+            panic!("missing root without an opt-out must fail");
+        };
+        assert_eq!(line, "MISSING PREREQUISITE: t needs root (...)");
+        assert!(reason.contains("APPLIANCE_TEST_SKIP=root"), "{reason}");
+        // Another class's opt-out does not cover a kernel test.
+        assert!(matches!(
+            decide(KERNEL, &gone, "vm", "t"),
+            Outcome::Fail { .. }
+        ));
+        assert_eq!(
+            decide(KERNEL, &gone, "vm, root", "t"),
+            Outcome::Skip(
+                "SKIPPED (opt-out APPLIANCE_TEST_SKIP=root): t: missing root (...)".into()
+            )
+        );
+        // `vm` skips a VM test whatever it misses, root included.
+        assert!(matches!(decide(VM, &gone, "vm", "t"), Outcome::Skip(_)));
+        let Outcome::Fail { reason, .. } = decide(VM, &gone, "", "t") else {
+            panic!("a VM test without its needs must fail");
+        };
+        assert!(reason.contains("APPLIANCE_TEST_SKIP=vm"), "{reason}");
     }
 
     #[test]
