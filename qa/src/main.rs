@@ -1,6 +1,7 @@
-//! The `qa` command: `qa bench --out DIR` writes the benchmark figures
-//! (format in BENCH.md), `qa cluster` runs three hosted nodes to try until
-//! Ctrl-C. Both need root (network namespaces, nftables).
+//! The `qa` command: `qa bench --out DIR [--area AREA]...` writes the
+//! benchmark figures (format in BENCH.md), of every area or those named;
+//! `qa cluster` runs three hosted nodes to try until Ctrl-C. Both need root
+//! (network namespaces, nftables).
 
 mod bench;
 mod cluster;
