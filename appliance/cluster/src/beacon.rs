@@ -461,5 +461,4 @@ impl Discovered {
 }
 
 #[cfg(test)]
-#[path = "beacon_tests.rs"]
 mod tests;

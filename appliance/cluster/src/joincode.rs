@@ -436,5 +436,4 @@ impl<R: RngCore + CryptoRng> JoinCodeSlot<R> {
 }
 
 #[cfg(test)]
-#[path = "joincode_tests.rs"]
 mod tests;

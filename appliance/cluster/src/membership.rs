@@ -723,5 +723,4 @@ pub fn diff(
 }
 
 #[cfg(test)]
-#[path = "membership_tests.rs"]
 mod tests;

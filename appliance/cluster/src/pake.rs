@@ -775,5 +775,4 @@ impl SecureChannel {
 }
 
 #[cfg(test)]
-#[path = "pake_tests.rs"]
 mod tests;

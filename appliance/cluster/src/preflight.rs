@@ -389,5 +389,4 @@ fn mtu_mismatches(
 }
 
 #[cfg(test)]
-#[path = "preflight_tests.rs"]
 mod tests;
