@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all deps build image image-reproducible test check bench cluster clean
+.PHONY: all deps build image image-reproducible repro-full test check bench cluster clean
 
 all: build
 
@@ -21,10 +21,21 @@ image: deps
 	$(CARGO) run --release -p appliance-image -- build --out out
 	$(CARGO) run --release -p appliance-image -- baseline --out out/baseline
 
-## Builds the image a second time into out/repro and compares every artefact.
+## Builds the image and the baseline a second time into out/repro (from the
+## same release binaries, its own package cache) and compares every
+## artefact byte for byte: the disk formats, SHA256SUMS, image.json and
+## baseline/.
 image-reproducible: image
 	$(CARGO) run --release -p appliance-image -- build --out out/repro
-	cd out && sha256sum -c repro/SHA256SUMS
+	$(CARGO) run --release -p appliance-image -- baseline --out out/repro/baseline
+	image/scripts/compare-outputs.sh out out/repro
+
+## Whole reproducibility, outside CI (two release builds from scratch): one
+## snapshot of the source (the work tree, or REPRO_REV=<git revision>)
+## unpacked at two paths, built in two target directories, an image from
+## each, every artefact compared; differing binary sections are named.
+repro-full: deps
+	image/scripts/repro-full.sh
 
 ## Test builds carry the failpoints (qa/tests/rollback.rs injects failures
 ## through them); the same flags on the build and the test, or the test build
