@@ -124,13 +124,79 @@ fn machine_identity(
     }
 }
 
-/// Runs the daemon until it is told to stop; returns why.
+/// Runs the daemon until it is told to stop; returns why. The phases, in
+/// order: [`open`] (state, identity, the node), [`serve_api`], [`converge`]
+/// (leftovers, the desired state, the cluster side), the background loops
+/// (readiness, periodic reconcile), [`wait_for_stop`], [`shut_down`].
 pub async fn run(args: Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<Stopped> {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         mode = mode.as_str(),
         "applianced starting"
     );
+    let opened = open(&args, mode, pid1)?;
+    let node = opened.node;
+    let cluster = cluster_side(&args, mode, &node, opened.cluster_store);
+
+    // Serve the API before converging, so a node whose config cannot be
+    // applied can still be inspected and fixed.
+    let readiness = ready::Readiness::default();
+    let api = serve_api(&args, &node, &readiness, &cluster)?;
+
+    let buttons = opened.watch_power_buttons.map(|watch| {
+        let (tx, rx) = mpsc::channel(4);
+        if watch(tx) == 0 {
+            announce("applianced: no ACPI power button found; power off with SIGTERM");
+        }
+        rx
+    });
+
+    converge(mode, &node, &opened.machine, cluster.as_ref()).await;
+    let watcher = tokio::spawn(ready::watch(
+        node.clone(),
+        readiness,
+        Duration::from_secs(args.ready_timeout),
+    ));
+    let (stop_reconciling, stop) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(node::reconcile_loop(
+        node.clone(),
+        Duration::from_secs(args.reconcile_interval),
+        stop,
+    ));
+
+    let reason = wait_for_stop(mode, buttons).await?;
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_LIMIT;
+    shut_down(
+        mode,
+        deadline,
+        reason,
+        Running {
+            node,
+            cluster,
+            api,
+            watcher,
+            reconciler,
+            stop_reconciling,
+        },
+    )
+    .await;
+    Ok(Stopped { reason, deadline })
+}
+
+/// What [`open`] gives the later phases.
+struct Opened {
+    node: Arc<node::Node>,
+    machine: MachineIdentity,
+    /// The state database again, for the cluster side.
+    cluster_store: appliance_state::Store,
+    /// PID 1 only: starts the power button watchers.
+    watch_power_buttons: Option<Box<dyn FnOnce(mpsc::Sender<()>) -> usize + Send>>,
+}
+
+/// The first phase: the reaper, the state database, the identities, the
+/// service manifests, the kernel interfaces, PID 1's first-boot
+/// configuration, and the node built from them.
+fn open(args: &Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<Opened> {
     let reaper = appliance_supervisor::Reaper::new();
     tokio::spawn(reaper.clone().run());
 
@@ -192,22 +258,40 @@ pub async fn run(args: Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<S
         netcfg,
         firewall,
     })?);
-    let cluster = cluster_side(&args, mode, &node, cluster_store);
+    Ok(Opened {
+        node,
+        machine,
+        cluster_store,
+        watch_power_buttons,
+    })
+}
 
-    // Serve the API before converging, so a node whose config cannot be
-    // applied can still be inspected and fixed.
+/// The node API being served.
+struct ApiServer {
+    socket: PathBuf,
+    /// Tells the server to stop.
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Serves the node API on its Unix socket.
+fn serve_api(
+    args: &Args,
+    node: &Arc<node::Node>,
+    readiness: &ready::Readiness,
+    cluster: &Option<Cluster>,
+) -> anyhow::Result<ApiServer> {
     let socket = args.socket_path();
     let _ = std::fs::remove_file(&socket);
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
-    let readiness = ready::Readiness::default();
     let service = appliance_api::v1::node_server::NodeServer::new(api::Api {
         node: node.clone(),
         readiness: readiness.clone(),
         cluster: cluster.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
+    let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(
@@ -218,17 +302,24 @@ pub async fn run(args: Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<S
             ),
     );
     info!(socket = %socket.display(), "API listening");
+    Ok(ApiServer {
+        socket,
+        stop: stop_tx,
+        server,
+    })
+}
 
-    let buttons = watch_power_buttons.map(|watch| {
-        let (tx, rx) = mpsc::channel(4);
-        if watch(tx) == 0 {
-            announce("applianced: no ACPI power button found; power off with SIGTERM");
-        }
-        rx
-    });
-
+/// Converges: kills what a crashed predecessor left, gives the node the
+/// cluster's part, applies the desired state, shows the banner (PID 1) and
+/// starts the cluster side.
+async fn converge(
+    mode: Mode,
+    node: &node::Node,
+    machine: &MachineIdentity,
+    cluster: Option<&Cluster>,
+) {
     node.kill_leftovers();
-    if let Some(c) = &cluster {
+    if let Some(c) = cluster {
         c.prepare().await;
     }
     if let Err(e) = node.boot().await {
@@ -238,25 +329,40 @@ pub async fn run(args: Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<S
         }
     }
     if mode == Mode::Pid1 {
-        banner(&node, &machine).await;
+        banner(node, machine).await;
     }
-    if let Some(c) = &cluster {
+    if let Some(c) = cluster {
         c.start().await;
     }
-    let mut watcher = tokio::spawn(ready::watch(
-        node.clone(),
-        readiness,
-        Duration::from_secs(args.ready_timeout),
-    ));
-    let (stop_reconciling, stop) = tokio::sync::watch::channel(false);
-    let reconciler = tokio::spawn(node::reconcile_loop(
-        node.clone(),
-        Duration::from_secs(args.reconcile_interval),
-        stop,
-    ));
+}
 
-    let reason = wait_for_stop(mode, buttons).await?;
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_LIMIT;
+/// What runs until the daemon stops.
+struct Running {
+    node: Arc<node::Node>,
+    cluster: Option<Cluster>,
+    api: ApiServer,
+    watcher: tokio::task::JoinHandle<()>,
+    reconciler: tokio::task::JoinHandle<()>,
+    stop_reconciling: tokio::sync::watch::Sender<bool>,
+}
+
+/// Stops the loops, the cluster side, the services and the API, in that
+/// order; as PID 1 bounded by `deadline`, then closes the state and the log
+/// file so `/data` can be unmounted.
+async fn shut_down(mode: Mode, deadline: tokio::time::Instant, reason: StopReason, r: Running) {
+    let Running {
+        node,
+        cluster,
+        api,
+        mut watcher,
+        reconciler,
+        stop_reconciling,
+    } = r;
+    let ApiServer {
+        socket,
+        stop: stop_tx,
+        mut server,
+    } = api;
     let pid1 = mode == Mode::Pid1;
     if pid1 {
         announce(reason.line());
@@ -300,7 +406,6 @@ pub async fn run(args: Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<S
         drop(node);
         logging::close_file();
     }
-    Ok(Stopped { reason, deadline })
 }
 
 /// The cluster side, unless it is off (`--peer-port 0`) or the node key
