@@ -5,9 +5,13 @@
 use std::time::Duration;
 
 use super::*;
+use crate::identity::CertFingerprint;
 use crate::joincode::SlotPolicy;
+use crate::joincode::{JoinCode, JoinCodeSlot};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::time::Instant;
+use uuid::Uuid;
 
 fn fp(n: u8) -> CertFingerprint {
     CertFingerprint::of_certificate_der(&[n; 3])
