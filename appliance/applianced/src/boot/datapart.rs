@@ -163,8 +163,119 @@ pub fn state_line(state: &Ext4State) -> &'static str {
     }
 }
 
+/// Why the data partition cannot be found, grown, checked or mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The root filesystem's device is not listed in sysfs.
+    #[error("the root filesystem's device {}:{} is not in /sys/class/block", .devnum.0, .devnum.1)]
+    RootUnlisted {
+        /// Its major and minor numbers.
+        devnum: (u32, u32),
+    },
+    /// The root filesystem is on a whole disk.
+    #[error("the root filesystem is on {device}, which is not a partition")]
+    RootNotPartition {
+        /// The device.
+        device: String,
+    },
+    /// The root filesystem's disk has no data partition.
+    #[error("no partition named {PARTNAME:?} on {disk}")]
+    NoPartition {
+        /// The disk.
+        disk: String,
+    },
+    /// The device to grow is not a partition.
+    #[error("{device} is not a partition")]
+    NotPartition {
+        /// The device.
+        device: String,
+    },
+    /// A file or program could not be used.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the file or program.
+        what: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// mke2fs failed.
+    #[error("mke2fs on {device} failed with exit code {code}")]
+    Mke2fs {
+        /// The partition.
+        device: String,
+        /// mke2fs's exit code.
+        code: i32,
+    },
+    /// The partition could not be mounted.
+    #[error("{0}")]
+    Mount(#[from] mounts::MountError),
+    /// A sysfs file does not hold a number.
+    #[error("{}: {text:?} is not a number: {source}", path.display())]
+    NotANumber {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        text: String,
+        /// Why it is not a number.
+        source: std::num::ParseIntError,
+    },
+    /// The disk's GPT cannot be read, planned or written.
+    #[error("{disk}: {source}")]
+    Gpt {
+        /// The disk.
+        disk: String,
+        /// Why.
+        source: gpt::GptError,
+    },
+    /// The kernel's partition is not the GPT's.
+    #[error(
+        "{disk}: the GPT's partition {PARTNAME:?} is number {gpt_number} at byte {gpt_start}, \
+         the kernel's {device} is number {number} at byte {start}"
+    )]
+    KernelDisagrees {
+        /// The disk.
+        disk: String,
+        /// The partition's number in the GPT.
+        gpt_number: u32,
+        /// Its start in the GPT, in bytes.
+        gpt_start: u64,
+        /// The kernel's name of the partition.
+        device: String,
+        /// The kernel's number.
+        number: u64,
+        /// The kernel's start, in bytes.
+        start: u64,
+    },
+    /// The table is grown but the kernel was not told.
+    #[error(
+        "{disk}: the table is grown but the kernel keeps the old size of {device} until the \
+         next boot: BLKPG_RESIZE_PARTITION: {source}"
+    )]
+    KernelResize {
+        /// The disk.
+        disk: String,
+        /// The partition.
+        device: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// e2fsck found what it could not correct.
+    #[error("e2fsck exit code {code}: {meaning}")]
+    Fsck {
+        /// Its exit code.
+        code: i32,
+        /// The meaning of the exit code's bits.
+        meaning: String,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DataError {
+    let what = what.into();
+    move |source| DataError::Io { what, source }
+}
+
 /// What `e2fsck -p`'s exit code means (0 and 1 are fine).
-pub fn fsck_meaning(code: i32) -> Result<&'static str, String> {
+pub fn fsck_meaning(code: i32) -> Result<&'static str, DataError> {
     match code {
         0 => Ok("no errors"),
         1 => Ok("errors corrected"),
@@ -182,7 +293,10 @@ pub fn fsck_meaning(code: i32) -> Result<&'static str, String> {
                     what.push(text);
                 }
             }
-            Err(format!("e2fsck exit code {code}: {}", what.join(", ")))
+            Err(DataError::Fsck {
+                code,
+                meaning: what.join(", "),
+            })
         }
     }
 }
@@ -197,30 +311,28 @@ pub enum DataMount {
 }
 
 /// The data partition on the disk that holds the root filesystem.
-pub fn find(devs: &[BlockDev], root_devnum: (u32, u32)) -> Result<&BlockDev, String> {
-    let root = blockdev::find_devnum(devs, root_devnum).ok_or_else(|| {
-        format!(
-            "the root filesystem's device {}:{} is not in /sys/class/block",
-            root_devnum.0, root_devnum.1
-        )
+pub fn find(devs: &[BlockDev], root_devnum: (u32, u32)) -> Result<&BlockDev, DataError> {
+    let root = blockdev::find_devnum(devs, root_devnum).ok_or(DataError::RootUnlisted {
+        devnum: root_devnum,
     })?;
-    let disk = root.disk.as_deref().ok_or_else(|| {
-        format!(
-            "the root filesystem is on {}, which is not a partition",
-            root.name
-        )
-    })?;
-    blockdev::find_partition(devs, PARTNAME, Some(disk))
-        .ok_or_else(|| format!("no partition named {PARTNAME:?} on {disk}"))
+    let disk = root
+        .disk
+        .as_deref()
+        .ok_or_else(|| DataError::RootNotPartition {
+            device: root.name.clone(),
+        })?;
+    blockdev::find_partition(devs, PARTNAME, Some(disk)).ok_or_else(|| DataError::NoPartition {
+        disk: disk.to_owned(),
+    })
 }
 
-fn run(program: &str, args: &[&str]) -> Result<i32, String> {
+fn run(program: &str, args: &[&str]) -> Result<i32, DataError> {
     let out = Command::new(program)
         .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin")
         .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(io_err(format!("cannot run {program}")))?;
     for line in String::from_utf8_lossy(&out.stderr)
         .lines()
         .chain(String::from_utf8_lossy(&out.stdout).lines())
@@ -239,7 +351,8 @@ pub fn prepare(class: &Path) -> DataMount {
     let target = Path::new(MOUNT_POINT);
     match prepare_partition(class, target) {
         Ok(dev) => DataMount::Partition(dev),
-        Err(why) => {
+        Err(e) => {
+            let why = e.to_string();
             announce(&format!(
                 "applianced: ERROR: data partition unusable: {why}; using memory instead \
                  (nothing will survive a reboot)"
@@ -259,8 +372,8 @@ pub fn prepare(class: &Path) -> DataMount {
     }
 }
 
-fn prepare_partition(class: &Path, target: &Path) -> Result<PathBuf, String> {
-    let root = std::fs::metadata("/").map_err(|e| format!("cannot stat /: {e}"))?;
+fn prepare_partition(class: &Path, target: &Path) -> Result<PathBuf, DataError> {
+    let root = std::fs::metadata("/").map_err(io_err("cannot stat /"))?;
     let devs = blockdev::scan(class);
     let part = find(&devs, blockdev::split_devnum(root.dev()))?;
     let dev = part.dev_path();
@@ -282,14 +395,17 @@ fn prepare_partition(class: &Path, target: &Path) -> Result<PathBuf, String> {
         }
     };
     let mut made = false;
-    match read_superblock(&dev).map_err(|e| format!("cannot read {shown}: {e}"))? {
+    match read_superblock(&dev).map_err(io_err(format!("cannot read {shown}")))? {
         None => {
             announce(&format!(
                 "applianced: data filesystem: none yet, creating ext4 on {shown}"
             ));
             let code = run(MKE2FS, &["-t", "ext4", "-L", LABEL, "-q", &shown])?;
             if code != 0 {
-                return Err(format!("mke2fs on {shown} failed with exit code {code}"));
+                return Err(DataError::Mke2fs {
+                    device: shown,
+                    code,
+                });
             }
             made = true;
         }
@@ -304,15 +420,14 @@ fn prepare_partition(class: &Path, target: &Path) -> Result<PathBuf, String> {
         }
     }
     std::fs::create_dir_all(target)
-        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+        .map_err(io_err(format!("cannot create {}", target.display())))?;
     mounts::mount_fs(
         &shown,
         target,
         "ext4",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOATIME,
         None,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if !made {
         grow_filesystem(class, part, &dev, table_grown);
     }
@@ -327,34 +442,42 @@ fn prepare_partition(class: &Path, target: &Path) -> Result<PathBuf, String> {
 }
 
 /// Reads a number from a sysfs file.
-fn sysfs_u64(path: &Path) -> Result<u64, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|e| format!("{}: {:?} is not a number: {e}", path.display(), text.trim()))
+fn sysfs_u64(path: &Path) -> Result<u64, DataError> {
+    let text =
+        std::fs::read_to_string(path).map_err(io_err(format!("cannot read {}", path.display())))?;
+    text.trim().parse().map_err(|source| DataError::NotANumber {
+        path: path.to_path_buf(),
+        text: text.trim().to_owned(),
+        source,
+    })
 }
 
 /// Grows the data partition `part` to the end of its disk when the disk is
 /// larger than its GPT says, then tells the kernel the partition's new
 /// size. `None` (and nothing written) when the disk is not larger.
-fn grow_partition(class: &Path, part: &BlockDev) -> Result<Option<gpt::GrowPlan>, String> {
+fn grow_partition(class: &Path, part: &BlockDev) -> Result<Option<gpt::GrowPlan>, DataError> {
     let disk = part
         .disk
         .as_deref()
-        .ok_or_else(|| format!("{} is not a partition", part.name))?;
+        .ok_or_else(|| DataError::NotPartition {
+            device: part.name.clone(),
+        })?;
     let disk_dev = Path::new("/dev").join(disk);
     let shown = disk_dev.display().to_string();
     // The GPT counts in logical blocks; sysfs sizes are in 512-byte units.
     let sector_size = sysfs_u64(&class.join(disk).join("queue/logical_block_size")).unwrap_or(512);
-    let mut f = File::open(&disk_dev).map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let gpt_err = |source| DataError::Gpt {
+        disk: shown.clone(),
+        source,
+    };
+    let mut f = File::open(&disk_dev).map_err(io_err(format!("cannot open {shown}")))?;
     let bytes = f
         .seek(SeekFrom::End(0))
-        .map_err(|e| format!("cannot tell the size of {shown}: {e}"))?;
-    let table = Gpt::read(&mut f, sector_size).map_err(|e| format!("{shown}: {e}"))?;
+        .map_err(io_err(format!("cannot tell the size of {shown}")))?;
+    let table = Gpt::read(&mut f, sector_size).map_err(gpt_err)?;
     let Some(plan) = table
         .plan_grow(PARTNAME, bytes / sector_size)
-        .map_err(|e| format!("{shown}: {e}"))?
+        .map_err(gpt_err)?
     else {
         return Ok(None);
     };
@@ -364,32 +487,30 @@ fn grow_partition(class: &Path, part: &BlockDev) -> Result<Option<gpt::GrowPlan>
     let number = sysfs_u64(&dir.join("partition"))?;
     let start = sysfs_u64(&dir.join("start"))? * 512;
     if number != u64::from(plan.number) || start != plan.start_bytes() {
-        return Err(format!(
-            "{shown}: the GPT's partition {:?} is number {} at byte {}, the kernel's {} is \
-             number {number} at byte {start}",
-            PARTNAME,
-            plan.number,
-            plan.start_bytes(),
-            part.name
-        ));
+        return Err(DataError::KernelDisagrees {
+            disk: shown,
+            gpt_number: plan.number,
+            gpt_start: plan.start_bytes(),
+            device: part.name.clone(),
+            number,
+            start,
+        });
     }
     drop(f);
     let rw = OpenOptions::new()
         .read(true)
         .write(true)
         .open(&disk_dev)
-        .map_err(|e| format!("cannot open {shown} for writing: {e}"))?;
-    gpt::apply(&rw, &plan).map_err(|e| format!("{shown}: {e}"))?;
+        .map_err(io_err(format!("cannot open {shown} for writing")))?;
+    gpt::apply(&rw, &plan).map_err(gpt_err)?;
     // The root partition on this disk is mounted, so the kernel cannot
     // re-read the whole table (BLKRRPART fails with EBUSY); it is told the
     // one change instead.
     resize_kernel_partition(&rw, plan.number, plan.start_bytes(), plan.new_bytes()).map_err(
-        |e| {
-            format!(
-                "{shown}: the table is grown but the kernel keeps the old size of {} until \
-                 the next boot: BLKPG_RESIZE_PARTITION: {e}",
-                part.name
-            )
+        |source| DataError::KernelResize {
+            disk: shown.clone(),
+            device: part.name.clone(),
+            source,
         },
     )?;
     Ok(Some(plan))
@@ -607,13 +728,16 @@ mod tests {
 
     #[test]
     fn fsck_codes_zero_and_one_are_fine() {
-        assert_eq!(fsck_meaning(0), Ok("no errors"));
-        assert_eq!(fsck_meaning(1), Ok("errors corrected"));
+        assert_eq!(fsck_meaning(0).ok(), Some("no errors"));
+        assert_eq!(fsck_meaning(1).ok(), Some("errors corrected"));
         assert_eq!(
-            fsck_meaning(4).unwrap_err(),
+            fsck_meaning(4).unwrap_err().to_string(),
             "e2fsck exit code 4: errors left uncorrected"
         );
-        assert!(fsck_meaning(12).unwrap_err().contains("operational error"));
+        assert!(fsck_meaning(12)
+            .unwrap_err()
+            .to_string()
+            .contains("operational error"));
     }
 
     #[test]
@@ -632,9 +756,9 @@ mod tests {
         let devs = blockdev::scan(&class);
         assert_eq!(find(&devs, (254, 19)).unwrap().name, "vdb3");
         assert_eq!(
-            find(&devs, (254, 0)).unwrap_err(),
+            find(&devs, (254, 0)).unwrap_err().to_string(),
             "the root filesystem is on vda, which is not a partition"
         );
-        assert!(find(&devs, (8, 1)).unwrap_err().contains("8:1"));
+        assert!(find(&devs, (8, 1)).unwrap_err().to_string().contains("8:1"));
     }
 }

@@ -41,6 +41,16 @@ pub enum MountError {
         /// The error.
         errno: nix::errno::Errno,
     },
+    /// At shutdown, neither an unmount nor a read-only remount worked.
+    #[error("cannot unmount {target} ({umount}) nor remount it read-only ({remount})")]
+    Unmount {
+        /// The mount point.
+        target: PathBuf,
+        /// Why the unmount failed.
+        umount: nix::errno::Errno,
+        /// Why the read-only remount failed.
+        remount: nix::errno::Errno,
+    },
 }
 
 /// One filesystem to mount.
@@ -221,17 +231,18 @@ pub fn move_mount(from: &Path, to: &Path) -> Result<(), MountError> {
 
 /// Unmounts `target`; when it is busy, remounts it read-only instead, so its
 /// filesystem is consistent on disk either way. Returns what was done.
-pub fn unmount_or_readonly(target: &Path) -> Result<&'static str, String> {
+pub fn unmount_or_readonly(target: &Path) -> Result<&'static str, MountError> {
     match umount2(target, MntFlags::empty()) {
         Ok(()) => Ok("unmounted"),
         Err(umount_err) => {
             let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
             match mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
                 Ok(()) => Ok("remounted read-only (unmount failed: busy)"),
-                Err(e) => Err(format!(
-                    "cannot unmount {} ({umount_err}) nor remount it read-only ({e})",
-                    target.display()
-                )),
+                Err(remount) => Err(MountError::Unmount {
+                    target: target.to_path_buf(),
+                    umount: umount_err,
+                    remount,
+                }),
             }
         }
     }

@@ -81,10 +81,38 @@ fn default_config(hostname: &str) -> NodeConfig {
     toml::from_str(&text).unwrap_or_else(|_| minimal(hostname))
 }
 
+/// Why a seed is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// The seed is not TOML, or not a node config.
+    #[error("{0}")]
+    Toml(String),
+    /// The config it holds is not valid.
+    #[error("{0}")]
+    Invalid(#[from] appliance_config::ConfigError),
+    /// The seed file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The seed file is too big.
+    #[error("{} is {bytes} bytes; a seed file may have at most {SEED_MAX_BYTES}", path.display())]
+    TooBig {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+}
+
 /// Reads a seed: the node config TOML, where `version` defaults to 1 and
 /// `hostname` to `default_hostname`.
-pub fn parse_seed(text: &str, default_hostname: &str) -> Result<NodeConfig, String> {
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+pub fn parse_seed(text: &str, default_hostname: &str) -> Result<NodeConfig, SeedError> {
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e: toml::de::Error| SeedError::Toml(e.to_string()))?;
     table
         .entry("version")
         .or_insert(toml::Value::Integer(i64::from(CONFIG_VERSION)));
@@ -93,7 +121,7 @@ pub fn parse_seed(text: &str, default_hostname: &str) -> Result<NodeConfig, Stri
         .or_insert(toml::Value::String(default_hostname.to_owned()));
     toml::Value::Table(table)
         .try_into::<NodeConfig>()
-        .map_err(|e| e.to_string().trim_end().to_owned())
+        .map_err(|e| SeedError::Toml(e.to_string().trim_end().to_owned()))
 }
 
 /// `cfg` with the kernel parameters' fields replaced.
@@ -141,7 +169,7 @@ pub fn first_boot(
     let mut base = default_config(default_hostname);
     if let Some(seed) = seed {
         match parse_seed(&seed.text, default_hostname)
-            .and_then(|c| appliance_config::validate(c).map_err(|e| e.to_string()))
+            .and_then(|c| appliance_config::validate(c).map_err(SeedError::from))
         {
             Ok(valid) => {
                 base = valid.into_inner();
@@ -290,22 +318,23 @@ pub fn find_seed_disk(
 }
 
 /// Reads a seed file: `None` when absent, an error when unreadable or too big.
-pub fn read_seed_file(path: &Path) -> Result<Option<String>, String> {
+pub fn read_seed_file(path: &Path) -> Result<Option<String>, SeedError> {
+    let read = |source| SeedError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(read(e)),
         Ok(m) if m.len() > SEED_MAX_BYTES => {
-            return Err(format!(
-                "{} is {} bytes; a seed file may have at most {SEED_MAX_BYTES}",
-                path.display(),
-                m.len()
-            ))
+            return Err(SeedError::TooBig {
+                path: path.to_path_buf(),
+                bytes: m.len(),
+            })
         }
         Ok(_) => {}
     }
-    std::fs::read_to_string(path)
-        .map(Some)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    std::fs::read_to_string(path).map(Some).map_err(read)
 }
 
 /// The seed file in the state directory, if any.
@@ -320,7 +349,7 @@ pub fn state_seed(state_dir: &Path) -> (Option<Seed>, Option<String>) {
             None,
         ),
         Ok(None) => (None, None),
-        Err(e) => (None, Some(e)),
+        Err(e) => (None, Some(e.to_string())),
     }
 }
 
