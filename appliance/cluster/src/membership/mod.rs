@@ -15,17 +15,25 @@
 //! nodes do not (their services are being stopped), but their addresses stay
 //! in the peer sets until the final [`Change::Remove`], so the drain can
 //! still reach its peers.
+//!
+//! Files: this one has the configuration and its changes; `error` why a
+//! change is refused; `diff` the incremental update.
+
+mod diff;
+mod error;
+
+pub use diff::{diff, ConfigDiff, DiffError, ServiceDelta};
+pub use error::ChangeError;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use appliance_config::hostname::NameError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::identity::{CertFingerprint, NodeId};
-use crate::placement::{self, Action, NodeRoles, PlacementError, Role, ServiceSpec, Warning};
+use crate::placement::{self, Action, NodeRoles, Role, ServiceSpec, Warning};
 
 /// Where a member is in its life in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -104,125 +112,6 @@ impl Change {
             roles: BTreeMap::from([(node, roles.into_iter().collect())]),
         }
     }
-}
-
-/// Why a change (or a received configuration) was refused. Each message
-/// names the node and says what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChangeError {
-    /// The change names a node that is not a member.
-    #[error(
-        "there is no node {node} in the cluster; list the members with `appliancectl cluster status`"
-    )]
-    UnknownNode {
-        /// The node named.
-        node: NodeId,
-    },
-    /// The node is already a member.
-    #[error("{hostname} (node {node}) is already a member of the cluster; nothing to add")]
-    AlreadyMember {
-        /// The node.
-        node: NodeId,
-        /// Its hostname.
-        hostname: String,
-    },
-    /// The hostname is taken.
-    #[error(
-        "the hostname {hostname:?} is already used by the member {existing}; \
-         give the new node another hostname"
-    )]
-    DuplicateHostname {
-        /// The hostname asked for.
-        hostname: String,
-        /// The member that has it (its node id).
-        existing: NodeId,
-    },
-    /// An address is taken.
-    #[error(
-        "the address {address} of {hostname} is already used by {existing}; \
-         give {hostname} an address no other node has"
-    )]
-    DuplicateAddress {
-        /// The node bringing the address.
-        hostname: String,
-        /// The address.
-        address: IpAddr,
-        /// The hostname of the node that already has it (possibly the same node, listed twice).
-        existing: String,
-    },
-    /// The certificate is already a member's.
-    #[error(
-        "the certificate of {hostname} (SHA-256 {fingerprint}) is already the certificate of {existing}; \
-         each node must have its own certificate: regenerate the node's identity"
-    )]
-    DuplicateFingerprint {
-        /// The node bringing the certificate.
-        hostname: String,
-        /// The fingerprint.
-        fingerprint: CertFingerprint,
-        /// The member that has it.
-        existing: String,
-    },
-    /// A member without an address cannot be reached by its peers.
-    #[error("{hostname} has no address; a member needs at least one address its peers can reach")]
-    NoAddresses {
-        /// The node.
-        hostname: String,
-    },
-    /// Not a valid hostname.
-    #[error("the hostname {hostname:?} {reason}")]
-    InvalidHostname {
-        /// The hostname.
-        hostname: String,
-        /// Why it is refused.
-        reason: NameError,
-    },
-    /// A change that changes nothing.
-    #[error("{hostname} {detail}; nothing to change")]
-    NoChange {
-        /// The node.
-        hostname: String,
-        /// What is already so.
-        detail: String,
-    },
-    /// A role change that names no node.
-    #[error("a change of roles must name at least one node")]
-    EmptyChange,
-    /// A state change that is not allowed.
-    #[error("{hostname} is {from} and cannot become {to}{hint}")]
-    BadTransition {
-        /// The node.
-        hostname: String,
-        /// Its current state.
-        from: MemberState,
-        /// The state asked for.
-        to: MemberState,
-        /// What to do instead (starts with "; ", or empty).
-        hint: String,
-    },
-    /// A node added in state `removing`.
-    #[error("{hostname} cannot join in state removing; add it as joining (or active)")]
-    AddedAsRemoving {
-        /// The node.
-        hostname: String,
-    },
-    /// The resulting roles break a placement rule.
-    #[error(transparent)]
-    Placement(#[from] PlacementError),
-    /// The generation counter is at its maximum (it never is in practice).
-    #[error(
-        "the cluster configuration is at generation {generation}, which cannot be incremented"
-    )]
-    GenerationExhausted {
-        /// The current generation.
-        generation: u64,
-    },
-    /// A received configuration lists the same node twice.
-    #[error("the cluster configuration lists node {node} twice")]
-    DuplicateNode {
-        /// The node.
-        node: NodeId,
-    },
 }
 
 /// The cluster's membership at one generation.
@@ -559,167 +448,6 @@ fn transition(m: &Member, to: MemberState) -> Result<Action, ChangeError> {
         // Every pair is covered above; kept for the compiler.
         _ => Err(bad("")),
     }
-}
-
-/// What one node starts and stops to follow a new configuration. Services
-/// that stay placed are in neither set and are not touched.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceDelta {
-    /// Services to start.
-    pub start: BTreeSet<String>,
-    /// Services to stop.
-    pub stop: BTreeSet<String>,
-}
-
-impl ServiceDelta {
-    /// True if there is nothing to start or stop.
-    pub fn is_empty(&self) -> bool {
-        self.start.is_empty() && self.stop.is_empty()
-    }
-}
-
-/// The incremental update from one configuration to a newer one. It is
-/// computed from the two states, not a log, so a node that was down applies
-/// a single diff from what it last had to the current configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigDiff {
-    /// The cluster.
-    pub cluster_id: Uuid,
-    /// The generation the node had (`None` for a node that just joined).
-    pub from_generation: Option<u64>,
-    /// The generation it moves to.
-    pub to_generation: u64,
-    /// Addresses to add to the firewall's peer sets (the node's own included).
-    pub peers_added: BTreeSet<IpAddr>,
-    /// Addresses to take out of the peer sets.
-    pub peers_removed: BTreeSet<IpAddr>,
-    /// Members that joined.
-    pub members_added: BTreeSet<NodeId>,
-    /// Members that left, with the certificate to revoke for each.
-    pub members_removed: BTreeMap<NodeId, CertFingerprint>,
-    /// Per node, the services to start and stop; nodes with nothing to do are absent.
-    pub services: BTreeMap<NodeId, ServiceDelta>,
-}
-
-impl ConfigDiff {
-    /// What `node` starts and stops (empty if nothing).
-    pub fn for_node(&self, node: &NodeId) -> ServiceDelta {
-        self.services.get(node).cloned().unwrap_or_default()
-    }
-
-    /// True if nothing changes at all.
-    pub fn is_empty(&self) -> bool {
-        self.peers_added.is_empty()
-            && self.peers_removed.is_empty()
-            && self.members_added.is_empty()
-            && self.members_removed.is_empty()
-            && self.services.is_empty()
-    }
-}
-
-/// Why a configuration cannot be followed from the one a node has.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DiffError {
-    /// The new configuration belongs to another cluster.
-    #[error(
-        "the configuration offered is for cluster {offered}, but this node belongs to cluster {have}; \
-         remove the node from its cluster before adding it to another"
-    )]
-    OtherCluster {
-        /// The node's cluster.
-        have: Uuid,
-        /// The offered configuration's cluster.
-        offered: Uuid,
-    },
-    /// The new configuration is older than the one the node has.
-    #[error(
-        "the configuration offered is generation {offered}, older than generation {have} which this node has; \
-         it is ignored"
-    )]
-    Stale {
-        /// The node's generation.
-        have: u64,
-        /// The offered generation.
-        offered: u64,
-    },
-    /// Same generation, different content: two authorities disagree.
-    #[error(
-        "the configuration offered is generation {generation} like this node's, but differs from it; \
-         two nodes changed the cluster at once: check which node is the authority for changes"
-    )]
-    Conflict {
-        /// The generation.
-        generation: u64,
-    },
-}
-
-/// What a node does to go from `old` (`None` for a node that has no
-/// configuration yet) to `new`: peer addresses to add and remove, members
-/// joined and left, and per node the services to start and stop, with
-/// `services` the manifests known to the cluster.
-pub fn diff(
-    old: Option<&ClusterConfig>,
-    new: &ClusterConfig,
-    services: &[ServiceSpec],
-) -> Result<ConfigDiff, DiffError> {
-    if let Some(old) = old {
-        if old.cluster_id != new.cluster_id {
-            return Err(DiffError::OtherCluster {
-                have: old.cluster_id,
-                offered: new.cluster_id,
-            });
-        }
-        if new.generation < old.generation {
-            return Err(DiffError::Stale {
-                have: old.generation,
-                offered: new.generation,
-            });
-        }
-        if new.generation == old.generation && new != old {
-            return Err(DiffError::Conflict {
-                generation: new.generation,
-            });
-        }
-    }
-    let old_peers = old.map(ClusterConfig::peer_addresses).unwrap_or_default();
-    let new_peers = new.peer_addresses();
-    let old_ids: BTreeSet<NodeId> = old
-        .map(|c| c.members.keys().copied().collect())
-        .unwrap_or_default();
-    let new_ids: BTreeSet<NodeId> = new.members.keys().copied().collect();
-    let old_placed = old.map(|c| c.services(services)).unwrap_or_default();
-    let new_placed = new.services(services);
-    let empty = BTreeSet::new();
-    let mut per_node = BTreeMap::new();
-    for id in old_placed.keys().chain(new_placed.keys()) {
-        let before = old_placed.get(id).unwrap_or(&empty);
-        let after = new_placed.get(id).unwrap_or(&empty);
-        let delta = ServiceDelta {
-            start: after.difference(before).cloned().collect(),
-            stop: before.difference(after).cloned().collect(),
-        };
-        if !delta.is_empty() {
-            per_node.insert(*id, delta);
-        }
-    }
-    Ok(ConfigDiff {
-        cluster_id: new.cluster_id,
-        from_generation: old.map(|c| c.generation),
-        to_generation: new.generation,
-        peers_added: new_peers.difference(&old_peers).copied().collect(),
-        peers_removed: old_peers.difference(&new_peers).copied().collect(),
-        members_added: new_ids.difference(&old_ids).copied().collect(),
-        members_removed: old
-            .map(|c| {
-                c.members
-                    .values()
-                    .filter(|m| !new_ids.contains(&m.id))
-                    .map(|m| (m.id, m.fingerprint))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        services: per_node,
-    })
 }
 
 #[cfg(test)]
