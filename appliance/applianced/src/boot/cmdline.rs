@@ -165,35 +165,51 @@ const ROLES_EXPECTED: &str = "comma-separated roles among frontend and backend, 
 const ROOT_EXPECTED: &str =
     "PARTLABEL=<GPT partition name> with a name of letters, digits, '.', '_' or '-', such as PARTLABEL=root-a";
 
-fn parse_ip(value: &str) -> Result<Vec<IpNet>, String> {
+/// What a valid value of a parameter looks like: why one of the value
+/// parsers below refused it, which [`parse`] turns into a [`ParamError`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Expected(String);
+
+impl Expected {
+    fn new(text: &str) -> Self {
+        Expected(text.to_owned())
+    }
+}
+
+fn parse_ip(value: &str) -> Result<Vec<IpNet>, Expected> {
     list(value)
         .into_iter()
-        .map(|s| s.parse::<IpNet>().map_err(|_| IP_EXPECTED.to_owned()))
+        .map(|s| s.parse::<IpNet>().map_err(|_| Expected::new(IP_EXPECTED)))
         .collect()
 }
 
-fn parse_gw(value: &str) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), String> {
+fn parse_gw(value: &str) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), Expected> {
     let mut v4 = None;
     let mut v6 = None;
     for s in list(value) {
         match s.parse::<IpAddr>() {
             Ok(IpAddr::V4(a)) if v4.is_none() => v4 = Some(a),
             Ok(IpAddr::V6(a)) if v6.is_none() => v6 = Some(a),
-            Ok(_) => return Err(format!("{GW_EXPECTED} (two gateways of one family given)")),
-            Err(_) => return Err(GW_EXPECTED.to_owned()),
+            Ok(_) => {
+                return Err(Expected(format!(
+                    "{GW_EXPECTED} (two gateways of one family given)"
+                )))
+            }
+            Err(_) => return Err(Expected::new(GW_EXPECTED)),
         }
     }
     Ok((v4, v6))
 }
 
-fn parse_dns(value: &str) -> Result<Vec<IpAddr>, String> {
+fn parse_dns(value: &str) -> Result<Vec<IpAddr>, Expected> {
     list(value)
         .into_iter()
-        .map(|s| s.parse::<IpAddr>().map_err(|_| DNS_EXPECTED.to_owned()))
+        .map(|s| s.parse::<IpAddr>().map_err(|_| Expected::new(DNS_EXPECTED)))
         .collect()
 }
 
-fn parse_iface(value: &str) -> Result<String, String> {
+fn parse_iface(value: &str) -> Result<String, Expected> {
     let bad = value.is_empty()
         || value.len() > appliance_config::IFNAME_MAX_LEN
         || value == "."
@@ -202,27 +218,27 @@ fn parse_iface(value: &str) -> Result<String, String> {
             .chars()
             .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
     if bad {
-        Err(IFACE_EXPECTED.to_owned())
+        Err(Expected::new(IFACE_EXPECTED))
     } else {
         Ok(value.to_owned())
     }
 }
 
-fn parse_roles(value: &str) -> Result<BTreeSet<Role>, String> {
+fn parse_roles(value: &str) -> Result<BTreeSet<Role>, Expected> {
     list(value)
         .into_iter()
         .map(|s| match s {
             "frontend" => Ok(Role::Frontend),
             "backend" => Ok(Role::Backend),
-            _ => Err(ROLES_EXPECTED.to_owned()),
+            _ => Err(Expected::new(ROLES_EXPECTED)),
         })
         .collect()
 }
 
-fn parse_root(value: &str) -> Result<String, String> {
+fn parse_root(value: &str) -> Result<String, Expected> {
     let label = value
         .strip_prefix("PARTLABEL=")
-        .ok_or_else(|| ROOT_EXPECTED.to_owned())?;
+        .ok_or_else(|| Expected::new(ROOT_EXPECTED))?;
     let ok = !label.is_empty()
         && label.len() <= 36
         && label
@@ -231,7 +247,7 @@ fn parse_root(value: &str) -> Result<String, String> {
     if ok {
         Ok(label.to_owned())
     } else {
-        Err(ROOT_EXPECTED.to_owned())
+        Err(Expected::new(ROOT_EXPECTED))
     }
 }
 
@@ -248,13 +264,15 @@ pub fn parse(cmdline: &str) -> BootParams {
         let param = format!("appliance.{key}");
         let written = format!("{param}={value}");
         let c = &mut p.config;
-        let result: Result<(), String> = match key {
+        let result: Result<(), Expected> = match key {
             "root" => parse_root(value).map(|v| p.root_partlabel = Some(v)),
             "log" if !value.is_empty() => {
                 p.log = Some(value.to_owned());
                 Ok(())
             }
-            "log" => Err("a log filter such as info or applianced=debug".to_owned()),
+            "log" => Err(Expected::new(
+                "a log filter such as info or applianced=debug",
+            )),
             "ip" => parse_ip(value).map(|v| c.ip = Some(v)),
             "gw" => parse_gw(value).map(|(v4, v6)| {
                 c.gateway4 = v4;
@@ -263,10 +281,10 @@ pub fn parse(cmdline: &str) -> BootParams {
             "dns" => parse_dns(value).map(|v| c.dns = Some(v)),
             "hostname" => appliance_config::hostname::check_hostname(value)
                 .map(|()| c.hostname = Some(value.to_owned()))
-                .map_err(|why| format!("a host name; this one {why}")),
+                .map_err(|why| Expected(format!("a host name; this one {why}"))),
             "iface" => parse_iface(value).map(|v| c.iface = Some(v)),
             "roles" => parse_roles(value).map(|v| c.roles = Some(v)),
-            _ => Err(format!("one of {}", KNOWN.join(", "))),
+            _ => Err(Expected(format!("one of {}", KNOWN.join(", ")))),
         };
         match result {
             Ok(()) => {
@@ -275,7 +293,7 @@ pub fn parse(cmdline: &str) -> BootParams {
                     c.given.push(written);
                 }
             }
-            Err(expected) => p.errors.push(refuse(&param, value, &expected)),
+            Err(expected) => p.errors.push(refuse(&param, value, &expected.0)),
         }
     }
     p
