@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: all deps build image image-reproducible repro-full test check bench cluster clean
+.PHONY: all deps build image image-reproducible image-faults repro-full test check bench cluster clean
 
 all: build
 
@@ -37,6 +37,13 @@ image-reproducible: image
 repro-full: deps
 	image/scripts/repro-full.sh
 
+## The image of the fault tests (qa/tests/vm_panic.rs) into out/faults/:
+## applianced with the failpoints, built in its own target directory, so the
+## release binaries of `image` never carry them.
+image-faults: deps
+	$(CARGO) build --release -p applianced -p demo-portal -p demo-audit --features applianced/failpoints --target-dir target/faults
+	$(CARGO) run --release -p appliance-image -- build --out out/faults --bin-dir target/faults/release --cache out/.cache
+
 ## Test builds carry the failpoints (qa/tests/rollback.rs injects failures
 ## through them); the same flags on the build and the test, or the test build
 ## would overwrite target/debug/applianced without them. Never for `image`.
@@ -49,7 +56,7 @@ TEST_FEATURES := --features applianced/failpoints
 ## layer. A test whose prerequisites (root, nft, QEMU, OVMF, out/) are missing
 ## fails, unless opted out with APPLIANCE_TEST_SKIP=root|vm (qa/prereq).
 ## sgdisk, nft and sysctl are in /usr/sbin, which a non-root PATH may lack.
-test: deps check image-reproducible
+test: deps check image-reproducible image-faults
 	$(CARGO) build --workspace --bins $(TEST_FEATURES)
 	@mkdir -p out
 	PATH="$$PATH:/usr/sbin:/sbin" \
