@@ -112,3 +112,110 @@ pub(super) fn check_csr(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::net::IpAddr;
+    use std::time::SystemTime;
+
+    use appliance_cluster::preflight::{ClockSample, Reachability};
+    use appliance_cluster::{CandidateFacts, CertFingerprint, NodeId};
+    use appliance_pki::{self_signed_join_cert, NodeCsr, NodeKey, NodeSubject};
+    use uuid::Uuid;
+
+    use super::check_csr;
+    use crate::join::error::CsrMismatch;
+
+    fn subject(node: u128, hostname: &str, addresses: &[&str]) -> NodeSubject {
+        NodeSubject {
+            node_id: Uuid::from_u128(node),
+            hostname: hostname.into(),
+            addresses: addresses
+                .iter()
+                .map(|a| a.parse().expect("test address"))
+                .collect(),
+        }
+    }
+
+    /// The candidate as preflight saw it, and its join certificate (DER).
+    fn candidate(key: &NodeKey) -> (CandidateFacts, Vec<u8>) {
+        let s = subject(7, "node-7", &["10.77.0.7"]);
+        let now = SystemTime::now();
+        let cert = self_signed_join_cert(key, &s, now).expect("join certificate");
+        let der = cert.der().to_vec();
+        let facts = CandidateFacts {
+            node_id: NodeId(s.node_id),
+            hostname: s.hostname.clone(),
+            addresses: s.addresses.clone(),
+            version: "0.1.0".into(),
+            fingerprint: CertFingerprint::of_certificate_der(&der),
+            roles: BTreeSet::new(),
+            mtu: 1500,
+            clock: ClockSample {
+                cluster_sent: now,
+                candidate: now,
+                cluster_received: now,
+            },
+            reachability: Reachability::Reachable,
+        };
+        (facts, der)
+    }
+
+    fn csr(key: &NodeKey, s: &NodeSubject) -> NodeCsr {
+        NodeCsr::build(key, s).expect("certificate request")
+    }
+
+    #[test]
+    fn a_request_for_the_join_key_naming_the_facts_is_accepted() {
+        let key = NodeKey::generate().expect("key");
+        let (facts, join_cert) = candidate(&key);
+        // Hostnames compare without case.
+        let request = csr(&key, &subject(7, "NODE-7", &["10.77.0.7"]));
+        check_csr(&request, &facts, &join_cert).expect("accepted");
+    }
+
+    #[test]
+    fn a_request_for_another_key_is_refused() {
+        let key = NodeKey::generate().expect("key");
+        let (facts, join_cert) = candidate(&key);
+        let other = NodeKey::generate().expect("key");
+        let request = csr(&other, &subject(7, "node-7", &["10.77.0.7"]));
+        let err = check_csr(&request, &facts, &join_cert).expect_err("other key");
+        assert!(matches!(err, CsrMismatch::OtherKey { .. }), "{err}");
+        assert!(err.to_string().contains("another key"), "{err}");
+    }
+
+    #[test]
+    fn a_request_naming_other_facts_is_refused() {
+        let key = NodeKey::generate().expect("key");
+        let (facts, join_cert) = candidate(&key);
+        let node = csr(&key, &subject(8, "node-7", &["10.77.0.7"]));
+        assert!(matches!(
+            check_csr(&node, &facts, &join_cert),
+            Err(CsrMismatch::Node { .. })
+        ));
+        let host = csr(&key, &subject(7, "node-8", &["10.77.0.7"]));
+        assert!(matches!(
+            check_csr(&host, &facts, &join_cert),
+            Err(CsrMismatch::Host { .. })
+        ));
+        let addresses = csr(&key, &subject(7, "node-7", &["10.77.0.7", "10.77.0.9"]));
+        let err = check_csr(&addresses, &facts, &join_cert).expect_err("addresses");
+        let CsrMismatch::Addresses { asked, .. } = &err else {
+            panic!("not an address mismatch: {err}");
+        };
+        assert!(asked.contains(&"10.77.0.9".parse::<IpAddr>().expect("address")));
+    }
+
+    #[test]
+    fn an_unreadable_request_is_refused() {
+        let key = NodeKey::generate().expect("key");
+        let (facts, join_cert) = candidate(&key);
+        let garbage = NodeCsr::from_der(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        assert!(matches!(
+            check_csr(&garbage, &facts, &join_cert),
+            Err(CsrMismatch::Unverified(_))
+        ));
+    }
+}
