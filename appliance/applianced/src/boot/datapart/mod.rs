@@ -8,8 +8,11 @@
 //! with `BLKPG`), so a new filesystem is made at the new size and an
 //! existing one is grown with `resize2fs` once mounted.
 
+mod blkpg;
+mod ext4;
+
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +23,8 @@ use super::blockdev::{self, BlockDev};
 use super::gpt::{self, Gpt, MIB};
 use super::mounts;
 use crate::console::announce;
+use blkpg::resize_kernel_partition;
+use ext4::{read_fs_bytes, read_superblock, Ext4State};
 
 /// GPT name of the data partition.
 pub const PARTNAME: &str = "data";
@@ -38,104 +43,6 @@ pub const RESIZE2FS: &str = "/usr/sbin/resize2fs";
 /// it is what mke2fs and resize2fs leave at the end on purpose: a last
 /// block group too small for its own metadata (a few MiB) is left out.
 pub const FS_SLACK: u64 = 16 * MIB;
-
-/// Byte offset of the ext2/3/4 superblock.
-const SB_OFFSET: u64 = 1024;
-/// Bytes of the superblock read (the fields used end well before).
-const SB_LEN: usize = 1024;
-const EXT4_MAGIC: u16 = 0xEF53;
-/// `s_state`: cleanly unmounted.
-const STATE_VALID_FS: u16 = 0x0001;
-/// `s_state`: errors detected.
-const STATE_ERROR_FS: u16 = 0x0002;
-/// `s_feature_incompat`: the journal needs replaying.
-const INCOMPAT_RECOVER: u32 = 0x0004;
-/// `s_feature_incompat`: block numbers have 64 bits (`s_blocks_count_hi`).
-const INCOMPAT_64BIT: u32 = 0x0080;
-
-/// What an ext4 superblock says about the last unmount.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ext4State {
-    /// `s_state` has VALID_FS and the journal needs no recovery.
-    pub clean: bool,
-    /// `s_state` has ERROR_FS.
-    pub errors: bool,
-    /// The journal needs recovery (`needs_recovery`).
-    pub needs_recovery: bool,
-    /// Volume label.
-    pub label: String,
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Reads an ext2/3/4 superblock (the [`SB_LEN`] bytes at offset 1024); `None`
-/// when it has no ext magic.
-pub fn parse_superblock(sb: &[u8]) -> Option<Ext4State> {
-    if sb.len() < 0x88 || le16(sb, 0x38) != EXT4_MAGIC {
-        return None;
-    }
-    let state = le16(sb, 0x3A);
-    let incompat = le32(sb, 0x60);
-    let label_raw = &sb[0x78..0x88];
-    let end = label_raw.iter().position(|&b| b == 0).unwrap_or(16);
-    let needs_recovery = incompat & INCOMPAT_RECOVER != 0;
-    Some(Ext4State {
-        clean: state & STATE_VALID_FS != 0 && !needs_recovery,
-        errors: state & STATE_ERROR_FS != 0,
-        needs_recovery,
-        label: String::from_utf8_lossy(&label_raw[..end]).into_owned(),
-    })
-}
-
-/// Reads the superblock of the filesystem on `dev` (a device or an image file).
-pub fn read_superblock(dev: &Path) -> io::Result<Option<Ext4State>> {
-    let mut f = std::fs::File::open(dev)?;
-    f.seek(SeekFrom::Start(SB_OFFSET))?;
-    let mut buf = vec![0u8; SB_LEN];
-    match f.read_exact(&mut buf) {
-        Ok(()) => Ok(parse_superblock(&buf)),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The size in bytes of the ext2/3/4 filesystem whose superblock is `sb`
-/// (`s_blocks_count` × block size); `None` without the ext magic.
-pub fn parse_fs_bytes(sb: &[u8]) -> Option<u64> {
-    if sb.len() < 0x154 || le16(sb, 0x38) != EXT4_MAGIC {
-        return None;
-    }
-    // s_log_block_size: 1 KiB to 64 KiB blocks.
-    let log = le32(sb, 0x18);
-    if log > 6 {
-        return None;
-    }
-    let mut blocks = u64::from(le32(sb, 0x04));
-    if le32(sb, 0x60) & INCOMPAT_64BIT != 0 {
-        blocks |= u64::from(le32(sb, 0x150)) << 32;
-    }
-    Some(blocks * (1024 << log))
-}
-
-/// [`parse_fs_bytes`] of the filesystem on `dev`. Read through the device's
-/// page cache, which holds the mounted filesystem's superblock, so it is
-/// current after an online resize.
-pub fn read_fs_bytes(dev: &Path) -> io::Result<Option<u64>> {
-    let mut f = File::open(dev)?;
-    f.seek(SeekFrom::Start(SB_OFFSET))?;
-    let mut buf = vec![0u8; SB_LEN];
-    match f.read_exact(&mut buf) {
-        Ok(()) => Ok(parse_fs_bytes(&buf)),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(e),
-    }
-}
 
 /// Whether a filesystem of `fs` bytes on a partition of `partition` bytes
 /// is to be grown: by any whole MiB after the table grew this boot, and
@@ -514,57 +421,6 @@ fn grow_partition(class: &Path, part: &BlockDev) -> Result<Option<gpt::GrowPlan>
         },
     )?;
     Ok(Some(plan))
-}
-
-/// `struct blkpg_partition` of `<linux/blkpg.h>`.
-#[repr(C)]
-struct BlkpgPartition {
-    /// Bytes.
-    start: libc::c_longlong,
-    /// Bytes.
-    length: libc::c_longlong,
-    pno: libc::c_int,
-    devname: [libc::c_char; 64],
-    volname: [libc::c_char; 64],
-}
-
-/// `struct blkpg_ioctl_arg`.
-#[repr(C)]
-struct BlkpgIoctlArg {
-    op: libc::c_int,
-    flags: libc::c_int,
-    datalen: libc::c_int,
-    data: *mut libc::c_void,
-}
-
-/// `BLKPG` = `_IO(0x12, 105)`.
-const BLKPG: libc::Ioctl = 0x1269;
-const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
-
-/// Sets the kernel's length of partition `number` of the disk open as
-/// `disk` (its start must be the one the kernel has).
-fn resize_kernel_partition(disk: &File, number: u32, start: u64, length: u64) -> io::Result<()> {
-    let too_big = |_| io::Error::from(io::ErrorKind::InvalidInput);
-    let mut part = BlkpgPartition {
-        start: i64::try_from(start).map_err(too_big)?,
-        length: i64::try_from(length).map_err(too_big)?,
-        pno: i32::try_from(number).map_err(too_big)?,
-        devname: [0; 64],
-        volname: [0; 64],
-    };
-    let mut arg = BlkpgIoctlArg {
-        op: BLKPG_RESIZE_PARTITION,
-        flags: 0,
-        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
-        data: (&mut part as *mut BlkpgPartition).cast(),
-    };
-    // SAFETY: BLKPG reads `arg` and the `datalen` bytes at `arg.data`, both
-    // live on this stack frame for the whole call; the fd is open.
-    let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(disk), BLKPG, &mut arg) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Grows the mounted filesystem on `dev` to its partition's size when

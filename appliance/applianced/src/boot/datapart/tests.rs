@@ -1,5 +1,7 @@
 //! Tests of the data partition: fsck codes, superblocks, the partition search.
 
+use super::blkpg::*;
+use super::ext4::*;
 use super::*;
 
 fn mkfs(path: &Path) {

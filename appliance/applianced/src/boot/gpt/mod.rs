@@ -5,6 +5,13 @@
 //! a byte buffer), the growth is planned as a list of writes, and
 //! [`apply`] performs them on a file or device in the order that keeps a
 //! valid table on the disk at every step.
+//!
+//! One file of about 720 lines (its tests are in `tests.rs`), kept whole on
+//! purpose: it is one on-disk format, and the reader, the checks and the
+//! growth plan share its byte layout (the `H_*`/`E_*` offsets, the CRCs,
+//! the little-endian helpers) and the invariants between the primary and
+//! backup tables; split apart, each half would need the other's internals.
+//! qa keeps its own, independent GPT reader to check what this one wrote.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
