@@ -1,13 +1,15 @@
 //! Helpers shared by the multi-node tests: small clients for the demo
-//! services, and a snapshot of everything a refused change must not touch.
+//! services, and a snapshot of everything a refused change must not touch:
+//! the live node ([`snapshot`]) and its state database ([`stored`]).
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use appliance_api::v1::{GetConfigRequest, ListServicesRequest, ServiceInfo, ShowFirewallRequest};
+use appliance_api::v1::{GetConfigRequest, ListServicesRequest, ServiceInfo};
 use qa::lan::connect_from;
 use qa::lan::Lan;
 use qa::netns::Netns;
@@ -73,9 +75,6 @@ pub fn reachable(ns: &Netns, addr: SocketAddr) -> bool {
     matches!(connect_from(ns, addr, DROP_LIMIT), Ok(Ok(_)))
 }
 
-/// Rule ids per chain, and set contents.
-pub type FirewallShape = (Vec<(String, String)>, Vec<(String, Vec<String>)>);
-
 /// Everything a refused change must leave as it was.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -85,10 +84,14 @@ pub struct Snapshot {
     pub addresses: String,
     /// Routes in its main table.
     pub routes: String,
-    /// Firewall rule ids per chain and set contents (counters left out: traffic moves them).
-    pub firewall: FirewallShape,
+    /// The firewall by body: the node namespace's whole ruleset as nft
+    /// lists it, rules and set elements, without counters (`nft -s`:
+    /// traffic moves them) or handles.
+    pub firewall: String,
     /// The hostname inside applianced's UTS namespace.
     pub hostname: String,
+    /// The bytes of the resolv.conf applianced writes (`None`: absent).
+    pub resolv_conf: Option<Vec<u8>>,
 }
 
 /// `ip -br addr` with each interface's addresses sorted: a rollback that
@@ -112,10 +115,6 @@ fn sorted_addresses(brief: &str) -> String {
 pub async fn snapshot(node: &HostedNode) -> anyhow::Result<Snapshot> {
     let mut client = node.client().await?;
     let cfg = client.get_config(GetConfigRequest {}).await?.into_inner();
-    let fw = client
-        .show_firewall(ShowFirewallRequest {})
-        .await?
-        .into_inner();
     let pid = node
         .pid()
         .ok_or_else(|| anyhow::anyhow!("node not running"))?;
@@ -130,18 +129,98 @@ pub async fn snapshot(node: &HostedNode) -> anyhow::Result<Snapshot> {
             .filter(|r| !r.starts_with("fe80:"))
             .collect::<Vec<_>>()
             .join("\n"),
-        firewall: (
-            fw.rules
-                .iter()
-                .map(|r| (r.chain.clone(), r.id.clone()))
-                .collect(),
-            fw.sets
-                .iter()
-                .map(|s| (s.name.clone(), s.elements.clone()))
-                .collect(),
-        ),
+        firewall: ruleset(node)?,
         hostname: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        resolv_conf: match std::fs::read(node.root.join("run/resolv.conf")) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        },
     })
+}
+
+/// `nft -s list ruleset` in `node`'s namespace: every table, chain, rule and
+/// set element, without counter values.
+fn ruleset(node: &HostedNode) -> anyhow::Result<String> {
+    let out = node
+        .ns
+        .command("nft")
+        .args(["-s", "list", "ruleset"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "nft -s list ruleset in {}: {}",
+        node.name,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let text = String::from_utf8(out.stdout)?;
+    anyhow::ensure!(
+        text.contains("table "),
+        "node {} has no nft table at all:\n{text}",
+        node.name
+    );
+    Ok(text)
+}
+
+/// Keys of the state database that change with no change of configuration:
+/// the services' last known states (pids, restart counts), rewritten
+/// whenever a service changes state.
+pub const VOLATILE_KEYS: &[&str] = &["services/status"];
+
+/// The node's state database, every key but [`VOLATILE_KEYS`], value bytes
+/// as stored.
+pub type Stored = BTreeMap<String, Vec<u8>>;
+
+/// Reads `node`'s state database as applianced left it: stops applianced
+/// (SIGTERM), opens the database itself, then starts the node again and
+/// waits until it is ready. The database cannot be opened while applianced
+/// holds it.
+pub async fn stored(node: &mut HostedNode) -> anyhow::Result<Stored> {
+    node.stop()?;
+    let dump = read_db(&node.state_dir().join("db"));
+    node.launch()?;
+    node.wait_ready(READY_LIMIT).await?;
+    dump
+}
+
+/// Every key and value of the sled database at `dir`, but [`VOLATILE_KEYS`].
+pub fn read_db(dir: &std::path::Path) -> anyhow::Result<Stored> {
+    anyhow::ensure!(dir.is_dir(), "no state database at {}", dir.display());
+    let db = sled::Config::new()
+        .path(dir)
+        .open()
+        .map_err(|e| anyhow::anyhow!("opening the state database {}: {e}", dir.display()))?;
+    let mut out = Stored::new();
+    for entry in db.iter() {
+        let (k, v) = entry?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        if !VOLATILE_KEYS.contains(&key.as_str()) {
+            out.insert(key, v.to_vec());
+        }
+    }
+    anyhow::ensure!(
+        out.contains_key("desired"),
+        "the state database at {} has no desired state: {:?}",
+        dir.display(),
+        out.keys().collect::<Vec<_>>()
+    );
+    Ok(out)
+}
+
+/// The differences between two [`Stored`] dumps, one line per key, values
+/// as text (they are JSON); empty when equal.
+pub fn stored_diff(before: &Stored, after: &Stored) -> String {
+    let text = |v: Option<&Vec<u8>>| {
+        v.map_or("<absent>".to_owned(), |b| {
+            String::from_utf8_lossy(b).into_owned()
+        })
+    };
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .map(|k| format!("{k}: {} -> {}", text(before.get(k)), text(after.get(k))))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs `appliancectl ARGS` against `node`'s socket.
