@@ -1,5 +1,6 @@
 //! The layering of applianced's modules: fails, printing the loop, if the
-//! modules import each other in a circle.
+//! modules import each other in a circle, or if a top-level module imports
+//! from a layer above its own ([`LAYERS`], as the crate's top doc states).
 //!
 //! The graph is read from the source text, without a parser crate: every
 //! `crate::…`, `super::…` and `self::…` path (including `use` trees with
@@ -540,6 +541,74 @@ fn applianced_modules_import_no_loop() {
     );
 }
 
+/// applianced's top-level modules in their layers, from the bottom, as the
+/// crate's top doc (`main.rs`) states them. A module may import from its own
+/// layer (loops are caught above) and from those below, never from above.
+const LAYERS: &[&[&str]] = &[
+    &[
+        "time",
+        "console",
+        "args",
+        "mode",
+        "logging",
+        "nft",
+        "identity",
+        "failpoints",
+    ],
+    &["desired", "error"],
+    &["observations", "leftovers", "node", "ready"],
+    &["cluster"],
+    &["api"],
+    &["daemon"],
+    &["boot", "crate"],
+];
+
+/// The imports that go up the layers, and the modules in no layer.
+fn upward(files: &BTreeMap<ModPath, (String, String)>) -> Vec<String> {
+    let layer = |m: &[String]| LAYERS.iter().position(|l| l.contains(&name(m).as_str()));
+    let g = level(&edges(files), &[]);
+    let mut wrong = Vec::new();
+    for m in files
+        .keys()
+        .map(|m| m[..m.len().min(1)].to_vec())
+        .collect::<BTreeSet<_>>()
+    {
+        if layer(&m).is_none() {
+            wrong.push(format!(
+                "{} is in no layer: add it to LAYERS and the top doc",
+                name(&m)
+            ));
+        }
+    }
+    for (from, tos) in &g {
+        for (to, ev) in tos {
+            if let (Some(f), Some(t)) = (layer(from), layer(to)) {
+                if t > f {
+                    wrong.push(format!(
+                        "{} (layer {f}) imports {} (layer {t}): {}:{}",
+                        name(from),
+                        name(to),
+                        ev[0].file,
+                        ev[0].line
+                    ));
+                }
+            }
+        }
+    }
+    wrong
+}
+
+#[test]
+fn applianced_modules_import_only_downwards() {
+    let files = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let wrong = upward(&files);
+    assert!(
+        wrong.is_empty(),
+        "imports against the layers:\n{}",
+        wrong.join("\n")
+    );
+}
+
 /// A synthetic crate: (file, text) pairs.
 fn synthetic(files: &[(&str, &str)]) -> BTreeMap<ModPath, (String, String)> {
     files
@@ -609,4 +678,23 @@ fn layered_modules_pass() {
     assert_eq!(loops, 0, "{text}");
     assert!(text.contains("  b -> a"), "{text}");
     assert!(text.contains("crate -> b"), "{text}");
+}
+
+#[test]
+fn finds_an_import_up_the_layers_and_a_module_in_no_layer() {
+    let files = synthetic(&[
+        ("main.rs", "mod daemon; mod time; mod extra;"),
+        (
+            "time.rs",
+            "fn f() { let _ = crate::daemon::SHUTDOWN_LIMIT; }",
+        ),
+        ("daemon.rs", "pub const SHUTDOWN_LIMIT: u8 = 1;"),
+        ("extra.rs", ""),
+    ]);
+    let wrong = upward(&files).join("\n");
+    assert!(
+        wrong.contains("time (layer 0) imports daemon (layer 5): time.rs:1"),
+        "{wrong}"
+    );
+    assert!(wrong.contains("extra is in no layer"), "{wrong}");
 }
