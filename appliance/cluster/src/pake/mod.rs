@@ -7,7 +7,7 @@
 //! Roles: the **admin** side is the cluster node the administrator acts on
 //! (the administrator typed the code there); the **joiner** is the new
 //! appliance, which shows the code on its console and holds it in a
-//! [`JoinCodeSlot`]. Each side passes in its own certificate fingerprint and
+//! [`JoinCodeSlot`](crate::JoinCodeSlot). Each side passes in its own certificate fingerprint and
 //! the one the TLS connection shows for the peer.
 //!
 //! Messages (JSON, at most [`MAX_MESSAGE_LEN`] bytes, carried as bytes by the

@@ -64,7 +64,7 @@ pub trait NodeHooks: Send + Sync {
     async fn config_changed(&self, state: &ClusterState) -> Result<(), HookError>;
     /// The configuration no longer lists this node: it was removed. The
     /// node is idle after this; the daemon decides what next (typically a
-    /// new join code and [`PeerNode::become_unjoined`]).
+    /// new join code and [`PeerNode::become_unjoined`](super::PeerNode::become_unjoined)).
     async fn left(&self, state: &ClusterState);
     /// The node's certificate was renewed: store it.
     async fn certificate_renewed(&self, cert: &NodeCert) -> Result<(), HookError>;
