@@ -7,16 +7,18 @@
 //! peer port, open to the LAN, and announces itself with UDP beacons), or a
 //! member (cluster mutual TLS on the peer port, open to the members only).
 //! Every accepted membership becomes the cluster part of the desired state
-//! ([`crate::desired::cluster`]): the other members' addresses join the firewall's peer sets,
-//! the services follow the cluster's placement, and `APPLIANCE_BACKENDS`
-//! tells services where the back-end runs; the node applies it as one
-//! incremental transition.
+//! ([`crate::desired::cluster`]): the other members' addresses join the
+//! firewall's peer sets, the services follow the cluster's placement, and
+//! `APPLIANCE_BACKENDS` tells services where the back-end runs; the node
+//! applies it as one incremental transition.
 //!
-//! Layout: [`store`] (records
-//! and the CA key), [`facts`] (what the node tells about itself, beacon
-//! targets), `hooks` (what the peer side hands the daemon), `tasks`
-//! (beacons, the console's join code, activation, renewal), `api` (the
-//! cluster calls of the node API).
+//! Layout, from the bottom: [`store`] (records and the CA key), [`facts`]
+//! (what the node tells about itself, beacon targets), `ctx` (the shared
+//! state, the [`Cluster`] handle, [`ctx::ClusterError`]), then `tasks`
+//! (waiting to be joined, beacons, the console's join code, activation,
+//! renewal), `hooks` (what the peer side hands the daemon) and `api` (the
+//! cluster calls of the node API), each adding methods to `Ctx` or
+//! `Cluster`; this file sets the side up, starts and stops it.
 
 mod api;
 mod ctx;

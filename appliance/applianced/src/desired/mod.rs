@@ -1,7 +1,10 @@
 //! The node's desired state: the validated config, the peers added by hand
 //! and the cluster's part (membership-derived placement and peer sets), with
 //! a generation that grows by one on every accepted change. Everything the
-//! reconcilers do is derived from it here, by pure functions.
+//! reconcilers do is derived from it here, by pure functions. The cluster's
+//! part, derived from the membership, is in [`cluster`].
+
+pub mod cluster;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -11,8 +14,6 @@ use appliance_firewall::{FirewallSpec, PortSpec, Proto};
 use appliance_supervisor::manifest::Manifest;
 use appliance_supervisor::manifest_types::{Exposure, Protocol};
 use serde::{Deserialize, Serialize};
-
-pub mod cluster;
 
 use cluster::{role_of, ClusterPart, BACKENDS_ENV};
 

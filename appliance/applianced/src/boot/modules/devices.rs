@@ -10,7 +10,7 @@ use super::fnmatch::fnmatch;
 /// Where sysfs is mounted.
 pub const SYSFS: &str = "/sys";
 
-/// The devices seen so far (bus/devices/<name> → modalias, `None` without
+/// The devices seen so far (`bus/devices/<name>` → modalias, `None` without
 /// one). A device's modalias does not change, so a rescan only lists the
 /// buses and reads the files of new devices: under emulation each sysfs
 /// read costs, and the ACPI bus alone has ~50 devices.

@@ -7,14 +7,14 @@
 //! `modules.alias`, as udev would). Dependencies come from `modules.dep`,
 //! load-first prerequisites from `modules.softdep`. Buses appear as their
 //! drivers load (virtio devices behind virtio_pci, SCSI disks behind their
-//! controller), so [`Loading`] rescans the devices after each round, for at
-//! most [`MAX_ROUNDS`] rounds, and stage 1 rescans while it waits for the
+//! controller), so [`loading::Loading`] rescans the devices after each round, for at
+//! most [`loading::MAX_ROUNDS`] rounds, and stage 1 rescans while it waits for the
 //! root partition. An image without `modules.alias` (older than this) gets
 //! every listed module loaded, as before.
 //!
 //! There is no modprobe in the image: applianced is the only loader. The
-//! pure parts ([`plan`], [`fnmatch`], [`matching`], the parsers) are apart
-//! from the syscall ([`load_file`]); the rounds take the loader as a closure.
+//! pure parts ([`plan`], [`fnmatch`], [`devices::matching`], the parsers) are apart
+//! from the syscall ([`load::load_file`]); the rounds take the loader as a closure.
 //!
 //! Layout: [`depmod`] (the parsers), [`fnmatch`], [`devices`] (the sysfs
 //! scan and matching), [`plan`] (the load order), [`load`] (the syscall),
