@@ -30,6 +30,9 @@ pub struct NodeSpec {
     pub no_default_manifests: bool,
     /// Extra applianced arguments, e.g. `--reconcile-interval 1`.
     pub extra_args: Vec<String>,
+    /// Extra environment of applianced, e.g. `FAILPOINTS` (needs a build
+    /// with `--features applianced/failpoints`, as `make test` does).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -42,6 +45,7 @@ impl NodeSpec {
             extra_manifests: Vec::new(),
             no_default_manifests: false,
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -74,6 +78,9 @@ pub struct HostedNode {
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Extra environment of applianced, applied at each [`HostedNode::launch`]
+    /// (starts with [`NodeSpec::env`]).
+    pub env: Vec<(String, String)>,
 }
 
 impl HostedNode {
@@ -111,6 +118,7 @@ impl HostedNode {
             _tmp: Some(tmp),
             child: None,
             extra_args: spec.extra_args.clone(),
+            env: spec.env.clone(),
         };
         node.launch()?;
         Ok(node)
@@ -137,6 +145,7 @@ impl HostedNode {
             .arg("--log")
             .arg("info,applianced=debug")
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -10,7 +10,8 @@
 //! - `netcfg-write-resolv-conf`: writing resolv.conf fails (`return(TEXT)`:
 //!   only contents containing `TEXT`);
 //! - `applianced-transition-commit`: the state store commit of a transition
-//!   fails (`return(GENERATION)`: only that generation's);
+//!   fails (`return(TEXT)`: only a transition whose config, as TOML,
+//!   contains `TEXT`);
 //! - `applianced-ready`: right after the ready line is announced (`panic`
 //!   there tests that a panic of PID 1 reboots the machine).
 
@@ -44,9 +45,9 @@ pub fn setup() -> Result<(), String> {
     }
 }
 
-/// Whether the transition commit of `generation` is to fail.
-pub fn commit_fails(generation: u64) -> bool {
+/// Whether the commit of a transition to the config `config_toml` is to fail.
+pub fn commit_fails(config_toml: &str) -> bool {
     fail::eval(TRANSITION_COMMIT, |only| {
-        only.is_none_or(|g| g.trim() == generation.to_string())
+        only.is_none_or(|t| config_toml.contains(&t))
     }) == Some(true)
 }

@@ -363,7 +363,7 @@ impl Node {
             let mut batch = Batch::default();
             batch.put(DESIRED_KEY, &next.record())?;
             batch.put(OWNED_KEY, &report.owned)?;
-            if let Err(e) = commit_transition(&self.store, batch, generation) {
+            if let Err(e) = commit_transition(&self.store, batch, &next) {
                 self.undo_network(core, prev.as_ref(), report.owned).await;
                 self.undo_firewall(core, prev.as_ref()).await;
                 return Err(e.into());
@@ -544,18 +544,18 @@ fn write_if_changed(
     appliance_netcfg::write_atomically(path, contents.as_bytes())
 }
 
-/// Commits a transition's batch (generation `generation`); test builds can
-/// fail it with the `applianced-transition-commit` failpoint.
-fn commit_transition(store: &Store, batch: Batch, generation: u64) -> Result<(), StateError> {
+/// Commits the batch of the transition to `next`; test builds can fail it
+/// with the `applianced-transition-commit` failpoint.
+fn commit_transition(store: &Store, batch: Batch, next: &Desired) -> Result<(), StateError> {
     #[cfg(feature = "failpoints")]
-    if crate::failpoints::commit_fails(generation) {
+    if crate::failpoints::commit_fails(&next.config.to_toml()) {
         return Err(StateError::Injected {
-            what: format!("generation {generation}"),
+            what: format!("generation {}", next.generation),
             point: crate::failpoints::TRANSITION_COMMIT,
         });
     }
     #[cfg(not(feature = "failpoints"))]
-    let _ = generation;
+    let _ = next;
     store.commit(batch)
 }
 
