@@ -1,6 +1,9 @@
 # The one task runner. Target names are fixed: image, test, bench, check, cluster.
 CARGO ?= cargo
 SHELL := /bin/bash
+# Host tools (nft, sgdisk, mkfs.fat, sysctl) live in /usr/sbin, which a
+# non-root PATH may lack: every target sees them.
+export PATH := $(PATH):/usr/sbin:/sbin
 
 .PHONY: all deps build image image-reproducible image-faults repro-full test check bench cluster clean
 
@@ -55,12 +58,10 @@ TEST_FEATURES := --features applianced/failpoints
 ## and fails on a failed test, a test binary that did not finish, or an empty
 ## layer. A test whose prerequisites (root, nft, QEMU, OVMF, out/) are missing
 ## fails, unless opted out with APPLIANCE_TEST_SKIP=root|vm (qa/prereq).
-## sgdisk, nft and sysctl are in /usr/sbin, which a non-root PATH may lack.
 test: deps check image-reproducible image-faults
 	$(CARGO) build --workspace --bins $(TEST_FEATURES)
 	@mkdir -p out
-	PATH="$$PATH:/usr/sbin:/sbin" \
-	  $(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast -- --test-threads=2 2>&1 | tee out/test.log; \
+	$(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast -- --test-threads=2 2>&1 | tee out/test.log; \
 	  qa/scripts/test-report.sh out/test.log $${PIPESTATUS[0]}
 
 ## cargo fmt and clippy, as on every commit, and the structure checks: no
