@@ -313,5 +313,4 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, ManifestError> {
 }
 
 #[cfg(test)]
-#[path = "manifest_tests.rs"]
 mod tests;

@@ -6,7 +6,7 @@ use crate::manifest::{Manifest, ManifestError};
 
 /// Names in an order where every service comes after its dependencies (ties broken by name,
 /// so the order is deterministic). Dependencies outside the set are ignored here;
-/// [`validate_set`] refuses them. Fails with the cycle when there is one.
+/// [`validate_set`](crate::manifest::validate_set) refuses them. Fails with the cycle when there is one.
 pub fn start_order(manifests: &[Manifest]) -> Result<Vec<String>, ManifestError> {
     let deps: BTreeMap<&str, BTreeSet<&str>> = manifests
         .iter()
