@@ -90,8 +90,9 @@ pub struct Snapshot {
     pub firewall: String,
     /// The hostname inside applianced's UTS namespace.
     pub hostname: String,
-    /// The bytes of the resolv.conf applianced writes (`None`: absent).
-    pub resolv_conf: Option<Vec<u8>>,
+    /// The resolv.conf applianced writes, byte for byte (`None`: absent;
+    /// not UTF-8 is an error).
+    pub resolv_conf: Option<String>,
 }
 
 /// `ip -br addr` with each interface's addresses sorted: a rollback that
@@ -132,7 +133,7 @@ pub async fn snapshot(node: &HostedNode) -> anyhow::Result<Snapshot> {
         firewall: ruleset(node)?,
         hostname: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
         resolv_conf: match std::fs::read(node.root.join("run/resolv.conf")) {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => Some(String::from_utf8(bytes)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         },
