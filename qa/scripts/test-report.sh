@@ -65,8 +65,9 @@ awk -v cargo_status="$cargo_status" '
     next
   }
   /^ +Doc-tests / { close_block(); cur = "doc-tests " $2; cur_layer = "unit"; have_result = 0; binaries[cur_layer]++; next }
-  /^SKIPPED \(opt-out / { skipped[cur_layer]++; next }
-  /^MISSING PREREQUISITE: / { sub(/^MISSING PREREQUISITE: /, ""); missing[++nmissing] = cur ": " $0; next }
+  # Anywhere in a line: libtest may have written part of a line before it.
+  /SKIPPED \(opt-out / { skipped[cur_layer]++; next }
+  /MISSING PREREQUISITE: / { sub(/.*MISSING PREREQUISITE: /, ""); missing[++nmissing] = cur ": " $0; next }
   /^test result: / {
     if (cur == "") next
     have_result = 1

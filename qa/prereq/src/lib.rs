@@ -118,15 +118,20 @@ pub fn opted_out(needs: &[Need]) -> bool {
     match decide(needs, &missing, &opt_out, &test_name()) {
         Outcome::Run => false,
         Outcome::Skip(line) => {
-            // Straight to fd 2: libtest captures eprintln! of a passing test.
-            let _ = writeln!(std::io::stderr(), "{line}");
+            say(&line);
             true
         }
         Outcome::Fail { line, reason } => {
-            let _ = writeln!(std::io::stderr(), "{line}");
+            say(&line);
             panic!("{reason}");
         }
     }
+}
+
+/// Writes `line` straight to fd 2 (libtest captures eprintln! of a passing
+/// test), in one write so that the other test thread's output cannot split it.
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 /// What a test does about its prerequisites.
