@@ -64,13 +64,14 @@ test: deps check image-reproducible image-faults
 	$(CARGO) test --workspace $(TEST_FEATURES) --no-fail-fast -- --test-threads=2 2>&1 | tee out/test.log; \
 	  qa/scripts/test-report.sh out/test.log $${PIPESTATUS[0]}
 
-## cargo fmt and clippy, as on every commit, and the structure checks: no
+## cargo fmt and clippy (without and with the test-only failpoints), as on every commit, and the structure checks: no
 ## import loop between applianced's modules (applianced/tests/module_layers.rs);
 ## no crate depending on a program, no pure crate reaching the kernel
 ## (qa/tests/crate_layers.rs). Built with the test features, as `make test`.
 check: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(TEST_FEATURES) -- -D warnings
 	$(CARGO) test $(TEST_FEATURES) -p applianced -p qa --test module_layers --test crate_layers
 
 ## Figures into out/bench/ (see ../shared/BENCH.md).
