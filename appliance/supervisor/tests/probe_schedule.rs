@@ -4,30 +4,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appliance_supervisor::{Manifest, ServiceState, ServiceStatus, Supervisor, SupervisorOptions};
-use common::wait_for;
+use appliance_supervisor::{ServiceState, ServiceStatus, Supervisor};
+use common::{manifest, supervisor, wait_for};
 
 const LONG: Duration = Duration::from_secs(20);
-
-fn manifest(name: &str, command: &str, args: &[&str], extra: &str) -> Manifest {
-    let text = format!(
-        "version = 1\nname = {name:?}\nrole = \"backend\"\ncommand = {command:?}\nargs = {args:?}\n{extra}"
-    );
-    Manifest::parse(&text, Path::new(&format!("/test/{name}.toml"))).expect("valid test manifest")
-}
-
-fn supervisor(dir: &Path) -> Supervisor {
-    Supervisor::new(SupervisorOptions::new(
-        dir.join("bin"),
-        dir.join("data"),
-        common::reaper(),
-    ))
-}
 
 /// A loopback listener that accepts and drops connections, counting them.
 async fn counting_listener() -> (u16, Arc<AtomicUsize>) {

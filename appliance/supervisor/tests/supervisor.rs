@@ -3,34 +3,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use appliance_supervisor::{Manifest, ServiceState, Supervisor, SupervisorOptions};
-use common::wait_for;
+use appliance_supervisor::ServiceState;
+use common::{manifest, running, supervisor, wait_for};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 const LONG: Duration = Duration::from_secs(20);
-
-fn manifest(name: &str, command: &str, args: &[&str], extra: &str) -> Manifest {
-    let text = format!(
-        "version = 1\nname = {name:?}\nrole = \"backend\"\ncommand = {command:?}\nargs = {args:?}\n{extra}"
-    );
-    Manifest::parse(&text, Path::new(&format!("/test/{name}.toml"))).expect("valid test manifest")
-}
-
-fn supervisor(dir: &Path) -> Supervisor {
-    Supervisor::new(SupervisorOptions::new(
-        dir.join("bin"),
-        dir.join("data"),
-        common::reaper(),
-    ))
-}
-
-fn running(s: &appliance_supervisor::ServiceStatus) -> bool {
-    s.state == ServiceState::Running && s.pid.is_some()
-}
 
 #[tokio::test]
 async fn killed_service_restarts_with_growing_backoff() {

@@ -1,11 +1,14 @@
 //! Shared test helpers: one process-wide reaper (waitpid(-1) would steal children from a
-//! second one), and bounded waiting on supervisor status.
+//! second one), bounded waiting on supervisor status, and test manifests and supervisors.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use appliance_supervisor::{Reaper, ServiceStatus, Supervisor};
+use appliance_supervisor::{
+    Manifest, Reaper, ServiceState, ServiceStatus, Supervisor, SupervisorOptions,
+};
 
 /// The reaper for this test process, running on its own thread and runtime so it outlives
 /// each test's runtime.
@@ -52,4 +55,26 @@ pub async fn wait_for(
             panic!("timed out waiting on {name}: {:#?}", sup.status());
         }
     }
+}
+
+/// A back-end manifest running `command args`, with `extra` TOML lines appended.
+pub fn manifest(name: &str, command: &str, args: &[&str], extra: &str) -> Manifest {
+    let text = format!(
+        "version = 1\nname = {name:?}\nrole = \"backend\"\ncommand = {command:?}\nargs = {args:?}\n{extra}"
+    );
+    Manifest::parse(&text, Path::new(&format!("/test/{name}.toml"))).expect("valid test manifest")
+}
+
+/// A supervisor whose binaries and data live under `dir`, on this process's reaper.
+pub fn supervisor(dir: &Path) -> Supervisor {
+    Supervisor::new(SupervisorOptions::new(
+        dir.join("bin"),
+        dir.join("data"),
+        reaper(),
+    ))
+}
+
+/// Running with a pid.
+pub fn running(s: &ServiceStatus) -> bool {
+    s.state == ServiceState::Running && s.pid.is_some()
 }
