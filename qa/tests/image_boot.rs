@@ -630,7 +630,7 @@ applianced: services stopped; stopping the API
 
 #[test]
 fn an_orderly_power_off_passes_the_check() {
-    vm_support::check_orderly(ORDERLY).expect("orderly");
+    qa::vm::shutdown::services_stopped_cleanly(ORDERLY).expect("orderly");
 }
 
 #[test]
@@ -642,22 +642,22 @@ fn a_power_off_that_kills_or_skips_a_service_fails_the_check() {
             "2026-12-04T17:01:16.89Z  WARN did not stop in time; SIGKILL service=portal grace=0ns\n\
              2026-12-04T17:01:16.89Z  INFO stopped service=portal status=Some(ExitStatus(unix_wait_status(9)))",
         );
-    let err = vm_support::check_orderly(&killed).expect_err("killed");
+    let err = qa::vm::shutdown::services_stopped_cleanly(&killed).expect_err("killed");
     assert!(err.to_string().contains("portal"), "{err}");
     // Killed, without the warning.
     let killed = ORDERLY.replace(
         "unix_wait_status(15)))\n2026-12-04T17:01:16.906180Z",
         "unix_wait_status(9)))\n2026-12-04T17:01:16.906180Z",
     );
-    assert!(vm_support::check_orderly(&killed).is_err());
+    assert!(qa::vm::shutdown::services_stopped_cleanly(&killed).is_err());
     // Not stopped at all (left for PID 1 to kill).
     let skipped: String = ORDERLY
         .lines()
         .filter(|l| !l.contains("stopped service=audit"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let err = vm_support::check_orderly(&skipped).expect_err("not stopped");
+    let err = qa::vm::shutdown::services_stopped_cleanly(&skipped).expect_err("not stopped");
     assert!(err.to_string().contains("audit"), "{err}");
     let left = format!("{ORDERLY}applianced: 1 process(es) left after SIGTERM; sending SIGKILL\n");
-    assert!(vm_support::check_orderly(&left).is_err());
+    assert!(qa::vm::shutdown::services_stopped_cleanly(&left).is_err());
 }

@@ -286,15 +286,6 @@ fn ensure(m: &Machine, cond: bool, msg: String) -> anyhow::Result<()> {
     })
 }
 
-/// The console lines of an orderly power off, in order (as in image_boot).
-const SHUTDOWN_LINES: [&str; 5] = [
-    "applianced: powering off",
-    "applianced: stopping services",
-    "applianced: services stopped; stopping the API",
-    "applianced: /data: unmounted",
-    "reboot: Power down",
-];
-
 /// Presses the power button of every VM, then checks each powers off on
 /// its own within the bound.
 fn power_off(machines: &mut [&mut Machine]) -> anyhow::Result<()> {
@@ -314,16 +305,7 @@ fn power_off(machines: &mut [&mut Machine]) -> anyhow::Result<()> {
             format!("QEMU exited with {status}, SHUTDOWN event {event:?}: not a guest power off"),
         )?;
         let log = m.vm.serial_log();
-        let mut from = 0;
-        for line in SHUTDOWN_LINES {
-            let at = log[from..].find(line).map(|i| from + i);
-            ensure(
-                m,
-                at.is_some(),
-                format!("the console does not show {line:?} (in this order) during the power off"),
-            )?;
-            from = at.unwrap_or(from);
-        }
+        m.vm.checked(qa::vm::shutdown::in_order(&log))?;
         eprintln!(
             "{}: powered off {:.1} s after the buttons",
             m.hostname,

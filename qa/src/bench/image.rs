@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use qa::vm::shutdown::{self, SHUTDOWN_LINES};
 use qa::vm::{Built, Disk, DiskBus, KernelBoot, Nic, Vm, VmSpec};
 use qa::vmnet::{VmNet, GATEWAY_V4};
 
@@ -267,7 +268,7 @@ fn boots(built: &Built, runs: usize) -> Vec<Metric> {
 }
 
 /// `shutdown_acpi`: counted only when every power off of the run, the first
-/// boot's included, was orderly ([`orderly`]); otherwise failed, with why.
+/// boot's included, was orderly ([`shutdown::orderly`]); otherwise failed, with why.
 fn shutdown_metric(first: &Boot, boots: &[Boot], desc: &str) -> Metric {
     let name = "shutdown_acpi";
     let disorderly: Vec<String> = std::iter::once(("first boot".to_owned(), first))
@@ -368,7 +369,7 @@ struct Boot {
     ready: f64,
     /// Power button to QEMU's exit, s.
     down: f64,
-    /// Whether the power off was orderly ([`orderly`]), and if not why.
+    /// Whether the power off was orderly ([`shutdown::orderly`]), and if not why.
     orderly: Result<(), String>,
     /// applianced's resident memory at its idle line, as it logs it, MiB.
     rss: Option<f64>,
@@ -400,7 +401,7 @@ fn boot_and_power_off(net: &VmNet, spec: &VmSpec) -> anyhow::Result<Boot> {
         .is_some_and(|e| e["reason"] == "guest-shutdown");
     let log = vm.serial_log();
     let orderly = if guest {
-        orderly(&log)
+        shutdown::orderly(&log).map_err(|e| e.to_string())
     } else {
         Err("QEMU's SHUTDOWN event is not the guest's own power off".to_owned())
     };
@@ -430,81 +431,6 @@ fn boot_and_power_off(net: &VmNet, spec: &VmSpec) -> anyhow::Result<Boot> {
         rss,
         rss_ready: rss_at_ready(&log),
     })
-}
-
-/// The console lines of an orderly power off, in order: applianced's
-/// (daemon.rs, boot/power.rs), then the kernel's (as tests/image_boot.rs).
-const SHUTDOWN_LINES: [&str; 5] = [
-    "applianced: powering off",
-    "applianced: stopping services",
-    "applianced: services stopped; stopping the API",
-    "applianced: /data: unmounted",
-    "reboot: Power down",
-];
-/// Console lines that mean a process was killed or a step forced, during
-/// the power off (supervisor service.rs, applianced daemon.rs and
-/// boot/power.rs).
-const FORCED: [&str; 5] = [
-    "did not stop in time; SIGKILL",
-    "left after SIGTERM",
-    "survived SIGKILL",
-    "shutdown deadline passed",
-    "applianced: ERROR",
-];
-
-/// Whether the power off on console `log` was orderly: the shutdown lines
-/// in order, each service placed at ready stopped (a "stopped" line of the
-/// supervisor, not by SIGKILL) before "services stopped", nothing forced,
-/// and `/data` unmounted (not merely remounted read-only). The reason when
-/// not.
-fn orderly(log: &str) -> Result<(), String> {
-    let services = services_at_ready(log).ok_or("no \"node ready\" line names the services")?;
-    let start = log
-        .find(SHUTDOWN_LINES[0])
-        .ok_or_else(|| format!("no {:?} line", SHUTDOWN_LINES[0]))?;
-    let shutdown = &log[start..];
-    let mut at = Vec::new();
-    let mut from = 0;
-    for line in SHUTDOWN_LINES {
-        let i = shutdown[from..]
-            .find(line)
-            .map(|i| from + i)
-            .ok_or_else(|| format!("no {line:?} line (in this order)"))?;
-        at.push(i);
-        from = i;
-    }
-    if let Some(forced) = shutdown
-        .lines()
-        .find(|l| FORCED.iter().any(|f| l.contains(f)))
-    {
-        return Err(format!("forced: {forced:?}"));
-    }
-    // Between "stopping services" and "services stopped".
-    let stops = &shutdown[at[1]..at[2]];
-    for name in &services {
-        let field = format!("service={name} ");
-        let line = stops
-            .lines()
-            .find(|l| l.contains(" stopped") && format!("{l} ").contains(&field))
-            .ok_or_else(|| format!("no \"stopped\" line for service {name}"))?;
-        if line.contains("unix_wait_status(9)") || line.contains("status=None") {
-            return Err(format!("{name} was killed or lost: {line:?}"));
-        }
-    }
-    Ok(())
-}
-
-/// The services the `node ready: audit healthy, portal healthy ...` line
-/// names (ready.rs).
-fn services_at_ready(log: &str) -> Option<Vec<String>> {
-    let line = log.lines().find(|l| l.contains("node ready: "))?;
-    let (_, list) = line.split_once("node ready: ")?;
-    if list.starts_with("no services placed") {
-        return Some(Vec::new());
-    }
-    list.split(", ")
-        .map(|item| item.split_whitespace().next().map(str::to_owned))
-        .collect()
 }
 
 /// The `rss_kib=` field of one of applianced's memory log lines (ready.rs),
@@ -568,59 +494,5 @@ applianced: /data: unmounted
             .expect("an idle line");
         assert_eq!(super::rss_kib_of(line), Some(8544.0));
         assert_eq!(super::rss_kib_of("idle memory, 10 s after ready"), None);
-    }
-
-    #[test]
-    fn an_orderly_power_off_is_recognised() {
-        assert_eq!(super::orderly(ORDERLY), Ok(()));
-        assert_eq!(
-            super::services_at_ready(ORDERLY),
-            Some(vec!["audit".to_owned(), "portal".to_owned()])
-        );
-    }
-
-    #[test]
-    fn a_power_off_that_kills_or_skips_is_not_orderly() {
-        let broken = [
-            // A service that had to be killed.
-            ORDERLY.replace(
-                "INFO stopped service=audit status=Some(ExitStatus(unix_wait_status(15)))",
-                "WARN service=audit grace=5s did not stop in time; SIGKILL\n\
-                 INFO stopped service=audit status=Some(ExitStatus(unix_wait_status(9)))",
-            ),
-            // Killed without the supervisor's warning.
-            ORDERLY.replace("unix_wait_status(15)))\napplianced: services", "unix_wait_status(9)))\napplianced: services"),
-            // A service never reported stopped.
-            ORDERLY.replace(
-                "2026-12-04T17:02:42.574471Z  INFO stopped service=portal status=Some(ExitStatus(unix_wait_status(15)))\n",
-                "",
-            ),
-            // Processes left for the final SIGTERM/SIGKILL sweep.
-            ORDERLY.replace(
-                "applianced: /data: unmounted",
-                "applianced: 1 process(es) left after SIGTERM; sending SIGKILL\napplianced: /data: unmounted",
-            ),
-            // /data only remounted read-only.
-            ORDERLY.replace(
-                "/data: unmounted",
-                "/data: remounted read-only (unmount failed: busy)",
-            ),
-            // The shutdown deadline forced the rest.
-            ORDERLY.replace(
-                "applianced: services stopped; stopping the API",
-                "applianced: shutdown deadline passed; forcing the rest",
-            ),
-            // Out of order: the services stopped after the API.
-            ORDERLY.replace("applianced: stopping services\n", "").replace(
-                "applianced: services stopped; stopping the API\n",
-                "applianced: services stopped; stopping the API\napplianced: stopping services\n",
-            ),
-            // No power down by the kernel.
-            ORDERLY.replace("reboot: Power down", ""),
-        ];
-        for (i, log) in broken.iter().enumerate() {
-            assert_ne!(log.as_str(), ORDERLY, "case {i} changed nothing");
-            assert!(super::orderly(log).is_err(), "case {i} passed:\n{log}");
-        }
     }
 }

@@ -19,7 +19,8 @@
 //! - [`dirs`]: private directories, and those of killed runs;
 //! - [`artefacts`]: the built image in `out/` ([`Built`]), private disk
 //!   copies ([`Disk`]) and the firmware files;
-//! - [`gpt`] and [`ext4`]: qa's own readers of what is on a disk after a run.
+//! - [`gpt`] and [`ext4`]: qa's own readers of what is on a disk after a run;
+//! - [`shutdown`]: what an orderly power off looks like on the console.
 
 pub mod artefacts;
 pub mod dirs;
@@ -27,6 +28,7 @@ pub mod ext4;
 pub mod gpt;
 pub mod machine;
 pub mod qmp;
+pub mod shutdown;
 mod slot;
 pub mod spec;
 

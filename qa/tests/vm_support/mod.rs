@@ -18,28 +18,10 @@ use qa::vmnet::{VmNet, GATEWAY_V4};
 pub const READY_LIMIT: Duration = Duration::from_secs(90);
 /// Power button to QEMU's exit: services stop on SIGTERM, sync, unmount,
 /// power off. Measured: under 1 s. A service that had to wait out its 5 s
-/// stop timeout is caught by [`check_orderly`], not by this bound.
+/// stop timeout is caught by `qa::vm::shutdown`'s check, not by this bound.
 pub const POWEROFF_LIMIT: Duration = Duration::from_secs(20);
 /// The ready line (appliance/applianced/src/ready.rs).
 pub const READY: &str = "applianced: ready";
-/// The console lines of an orderly power off, in order: applianced's
-/// (daemon.rs, boot/power.rs), then the kernel's.
-pub const SHUTDOWN_LINES: [&str; 5] = [
-    "applianced: powering off",
-    "applianced: stopping services",
-    "applianced: services stopped; stopping the API",
-    "applianced: /data: unmounted",
-    "reboot: Power down",
-];
-/// The lines of a shutdown that was not orderly: a service killed after its
-/// stop timeout (supervisor's service.rs), processes left for PID 1 to kill,
-/// or the overall deadline passed (boot/power.rs, daemon.rs).
-pub const DISORDERLY: [&str; 3] = [
-    "did not stop in time; SIGKILL",
-    "process(es) left after SIGTERM",
-    "shutdown deadline passed",
-];
-
 /// `Ok` when `cond` holds, else the error `msg`.
 pub fn ensure(cond: bool, msg: String) -> anyhow::Result<()> {
     if cond {
@@ -150,45 +132,6 @@ pub fn portal_answers(vm: &Vm, net: &VmNet, ip: &str) -> anyhow::Result<()> {
     ))
 }
 
-/// Checks in the console `log` of a power off that every service started
-/// during the boot was stopped by its stop signal: each has a `stopped
-/// service=<name>` line with an exit status that is not SIGKILL's (wait
-/// status 9), and none of [`DISORDERLY`] shows.
-pub fn check_orderly(log: &str) -> anyhow::Result<()> {
-    let field = |line: &str, key: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .map(str::to_owned)
-    };
-    let mut started: Vec<String> = log
-        .lines()
-        .filter(|l| l.contains(" started service="))
-        .filter_map(|l| field(l, "service="))
-        .collect();
-    started.sort();
-    started.dedup();
-    anyhow::ensure!(!started.is_empty(), "no service start on the console");
-    let from = log.find("applianced: stopping services").unwrap_or(0);
-    let shutdown = &log[from..];
-    for name in &started {
-        let line = shutdown
-            .lines()
-            .find(|l| l.contains(" stopped ") && field(l, "service=").as_ref() == Some(name))
-            .ok_or_else(|| anyhow::anyhow!("{name} was not stopped during the power off"))?;
-        let status = field(line, "status=").unwrap_or_default();
-        anyhow::ensure!(
-            status.contains("unix_wait_status(") && !status.contains("unix_wait_status(9)"),
-            "{name} was not stopped by its stop signal: {line:?}"
-        );
-    }
-    for bad in DISORDERLY {
-        if let Some(line) = shutdown.lines().find(|l| l.contains(bad)) {
-            anyhow::bail!("the power off was not orderly: {line:?}");
-        }
-    }
-    Ok(())
-}
-
 /// Presses the power button and checks QEMU exits on the guest's own power
 /// off within the bound, in order and with no service killed; returns the
 /// time it took.
@@ -209,16 +152,7 @@ pub fn power_off(vm: &mut Vm) -> anyhow::Result<Duration> {
         format!("QEMU's SHUTDOWN event is {event:?}, not a guest power off"),
     ))?;
     let log = vm.serial_log();
-    let mut from = 0;
-    for line in SHUTDOWN_LINES {
-        let at = log[from..].find(line).map(|i| from + i);
-        vm.checked(ensure(
-            at.is_some(),
-            format!("the console does not show {line:?} (in this order) during the power off"),
-        ))?;
-        from = at.unwrap_or(from);
-    }
-    vm.checked(check_orderly(&log))?;
+    vm.checked(qa::vm::shutdown::orderly(&log))?;
     eprintln!("{}: powered off in {:.1} s", vm.name(), took.as_secs_f64());
     Ok(took)
 }
