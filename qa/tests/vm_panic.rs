@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use qa::vm::Built;
 use qa::vmnet::VmNet;
-use vm_support::{disk, ensure, identity, portal_answers, power_off, start, READY, READY_LIMIT};
+use vm_support::{
+    disk, ensure, exited_for, identity, portal_answers, power_off, start, READY, READY_LIMIT,
+};
 
 /// The panic hook's line (boot/mod.rs).
 const PANIC: &str = "applianced: PANIC: ";
@@ -65,15 +67,7 @@ fn a_panic_of_applianced_reboots_the_machine_once() -> anyhow::Result<()> {
         format!("the panic is not the failpoint's: {line:?}"),
     ))?;
     let status = vm.wait_exit(RESET_LIMIT)?;
-    vm.checked(ensure(
-        status.success(),
-        format!("QEMU exited with {status}"),
-    ))?;
-    let event = vm.shutdown_event();
-    vm.checked(ensure(
-        event.as_ref().is_some_and(|e| e["reason"] == "guest-reset"),
-        format!("QEMU's SHUTDOWN event is {event:?}, not the guest's reset"),
-    ))?;
+    exited_for(&mut vm, status, "guest-reset")?;
     let log = vm.serial_log();
     vm.checked(ensure(
         !log.contains("Kernel panic"),

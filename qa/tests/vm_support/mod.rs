@@ -132,6 +132,24 @@ pub fn portal_answers(vm: &Vm, net: &VmNet, ip: &str) -> anyhow::Result<()> {
     ))
 }
 
+/// Checks that QEMU exited cleanly (`status`) and that its SHUTDOWN event
+/// gives `reason` (`guest-shutdown`, `guest-reset`): the guest's own doing.
+pub fn exited_for(
+    vm: &mut Vm,
+    status: std::process::ExitStatus,
+    reason: &str,
+) -> anyhow::Result<()> {
+    vm.checked(ensure(
+        status.success(),
+        format!("QEMU exited with {status}"),
+    ))?;
+    let event = vm.shutdown_event();
+    vm.checked(ensure(
+        event.as_ref().is_some_and(|e| e["reason"] == reason),
+        format!("QEMU's SHUTDOWN event is {event:?}, not {reason}"),
+    ))
+}
+
 /// Presses the power button and checks QEMU exits on the guest's own power
 /// off within the bound, in order and with no service killed; returns the
 /// time it took.
@@ -140,17 +158,7 @@ pub fn power_off(vm: &mut Vm) -> anyhow::Result<Duration> {
     vm.power_button()?;
     let status = vm.wait_exit(POWEROFF_LIMIT)?;
     let took = t0.elapsed();
-    vm.checked(ensure(
-        status.success(),
-        format!("QEMU exited with {status}"),
-    ))?;
-    let event = vm.shutdown_event();
-    vm.checked(ensure(
-        event
-            .as_ref()
-            .is_some_and(|e| e["reason"] == "guest-shutdown"),
-        format!("QEMU's SHUTDOWN event is {event:?}, not a guest power off"),
-    ))?;
+    exited_for(vm, status, "guest-shutdown")?;
     let log = vm.serial_log();
     vm.checked(qa::vm::shutdown::orderly(&log))?;
     eprintln!("{}: powered off in {:.1} s", vm.name(), took.as_secs_f64());
