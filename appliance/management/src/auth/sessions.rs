@@ -1,0 +1,5 @@
+//! Sessions and API tokens.
+
+/// Placeholder: see the auth helper.
+#[derive(Default)]
+pub struct Sessions {}
