@@ -10,7 +10,8 @@
 //! - [`pake`]: the join handshake (SPAKE2 bound to both TLS certificates,
 //!   key confirmation, sealed payloads);
 //! - [`membership`]: the cluster configuration, the changes to it and the
-//!   incremental diff a node follows;
+//!   incremental diff a node follows; with it the management plane's
+//!   accounts and settings;
 //! - [`placement`]: which role sets make a valid cluster, and which services
 //!   run where.
 //!
@@ -29,8 +30,9 @@ pub use beacon::{Beacon, BeaconError, Discovered, DiscoveredEntry};
 pub use identity::{CertFingerprint, NodeId};
 pub use joincode::{JoinCode, JoinCodeSlot, Refusal, SlotPolicy};
 pub use membership::{
-    diff, Change, ChangeError, ClusterConfig, ConfigDiff, DiffError, Member, MemberState,
-    ServiceDelta,
+    diff, Account, AdminChange, AdminData, AdminError, AdminRole, Change, ChangeError,
+    ClusterConfig, ConfigDiff, DiffError, Member, MemberState, ServiceDelta, Settings,
+    UploadedCert,
 };
 pub use pake::{
     AdminConfirming, AdminHandshake, HandshakeRefusal, JoinerConfirming, JoinerFailure,

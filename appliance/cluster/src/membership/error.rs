@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use appliance_config::hostname::NameError;
 
-use super::MemberState;
+use super::{AdminError, MemberState};
 use crate::identity::{CertFingerprint, NodeId};
 use crate::placement::PlacementError;
 
@@ -108,6 +108,9 @@ pub enum ChangeError {
         /// The node.
         hostname: String,
     },
+    /// A change to the accounts, settings or certificate is refused.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     /// The resulting roles break a placement rule.
     #[error(transparent)]
     Placement(#[from] PlacementError),

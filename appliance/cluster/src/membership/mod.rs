@@ -16,12 +16,23 @@
 //! in the peer sets until the final [`Change::Remove`], so the drain can
 //! still reach its peers.
 //!
+//! The configuration also carries the management plane's [`AdminData`]
+//! (accounts, settings, the uploaded certificate): [`Change::Admin`] moves
+//! it like any other change, so it reaches every member with the
+//! configuration.
+//!
 //! Files: this one has the configuration and its changes; `error` why a
-//! change is refused; `diff` the incremental update.
+//! change is refused; `diff` the incremental update; `admin` the management
+//! plane's data and its rules.
 
+mod admin;
 mod diff;
 mod error;
 
+pub use admin::{
+    check_account_name, check_password_hash, Account, AdminChange, AdminData, AdminError,
+    AdminRole, Settings, UploadedCert, ACCOUNT_NAME_MAX_LEN, MAX_SETTINGS,
+};
 pub use diff::{diff, ConfigDiff, DiffError, ServiceDelta};
 pub use error::ChangeError;
 
@@ -103,6 +114,8 @@ pub enum Change {
         /// Its new state.
         state: MemberState,
     },
+    /// A change to the accounts, settings or certificate; the members stay.
+    Admin(AdminChange),
 }
 
 impl Change {
@@ -121,6 +134,7 @@ pub struct ClusterConfig {
     cluster_id: Uuid,
     generation: u64,
     members: BTreeMap<NodeId, Member>,
+    admin: AdminData,
 }
 
 /// The serialized form: members as a list, checked on the way in.
@@ -130,6 +144,10 @@ struct ConfigWire {
     cluster_id: Uuid,
     generation: u64,
     members: Vec<Member>,
+    // Absent in configurations stored before the management plane; left
+    // out while empty so those still read what this one writes.
+    #[serde(default, skip_serializing_if = "AdminData::is_empty")]
+    admin: AdminData,
 }
 
 impl From<ClusterConfig> for ConfigWire {
@@ -138,6 +156,7 @@ impl From<ClusterConfig> for ConfigWire {
             cluster_id: c.cluster_id,
             generation: c.generation,
             members: c.members.into_values().collect(),
+            admin: c.admin,
         }
     }
 }
@@ -153,10 +172,12 @@ impl TryFrom<ConfigWire> for ClusterConfig {
                 return Err(ChangeError::DuplicateNode { node: m.id });
             }
         }
+        w.admin.validate()?;
         Ok(ClusterConfig {
             cluster_id: w.cluster_id,
             generation: w.generation,
             members,
+            admin: w.admin,
         })
     }
 }
@@ -231,6 +252,7 @@ impl ClusterConfig {
             cluster_id,
             generation: 1,
             members: BTreeMap::from([(founder.id, founder.clone())]),
+            admin: AdminData::default(),
         };
         placement::check(
             &Action::Form {
@@ -240,6 +262,19 @@ impl ClusterConfig {
             &config.placement_nodes(),
         )?;
         Ok(config)
+    }
+
+    /// The same configuration carrying `admin` (the founder's own accounts
+    /// and settings, when a cluster is formed), checked first.
+    pub fn with_admin(mut self, admin: AdminData) -> Result<ClusterConfig, ChangeError> {
+        admin.validate()?;
+        self.admin = admin;
+        Ok(self)
+    }
+
+    /// The accounts, settings and certificate of the management plane.
+    pub fn admin(&self) -> &AdminData {
+        &self.admin
     }
 
     /// The cluster's identity, fixed when it was formed.
@@ -330,6 +365,7 @@ impl ClusterConfig {
             check_member_alone(m)?;
             check_member_against(m, self.members.values())?;
         }
+        self.admin.validate()?;
         Ok(placement::check(&Action::Review, &self.placement_nodes())?)
     }
 
@@ -406,15 +442,22 @@ impl ClusterConfig {
                 }
                 action
             }
+            // The members do not move, so the placement rules have nothing new to check.
+            Change::Admin(change) => {
+                next.admin.apply(change)?;
+                return next.bumped(self.generation);
+            }
         };
         placement::check(&action, &next.placement_nodes())?;
-        next.generation =
-            self.generation
-                .checked_add(1)
-                .ok_or(ChangeError::GenerationExhausted {
-                    generation: self.generation,
-                })?;
-        Ok(next)
+        next.bumped(self.generation)
+    }
+
+    /// `self` at the generation after `generation`.
+    fn bumped(mut self, generation: u64) -> Result<ClusterConfig, ChangeError> {
+        self.generation = generation
+            .checked_add(1)
+            .ok_or(ChangeError::GenerationExhausted { generation })?;
+        Ok(self)
     }
 }
 

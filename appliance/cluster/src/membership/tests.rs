@@ -569,3 +569,95 @@ fn config_diff_serializes() {
     let back: ConfigDiff = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
     assert_eq!(back, d);
 }
+
+// ------------------------------------------------ admin data in the config --
+
+fn admin_hash() -> String {
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+        .into()
+}
+
+fn put_admin(name: &str, role: AdminRole, create: bool) -> Change {
+    Change::Admin(AdminChange::PutAccount {
+        account: Account {
+            name: name.into(),
+            role,
+            password_hash: admin_hash(),
+            changed_unix_ms: 7,
+        },
+        create,
+    })
+}
+
+#[test]
+fn admin_change_bumps_the_generation_and_keeps_the_members() {
+    let c = three_nodes();
+    let next = c
+        .apply(&put_admin("root", AdminRole::Administrator, true))
+        .unwrap();
+    assert_eq!(next.generation(), c.generation() + 1);
+    assert!(next.admin().has_administrator());
+    assert_eq!(
+        next.members().collect::<Vec<_>>(),
+        c.members().collect::<Vec<_>>()
+    );
+    // Following it moves no service and no peer.
+    assert!(diff(Some(&c), &next, &services()).unwrap().is_empty());
+}
+
+#[test]
+fn refused_admin_change_leaves_the_config() {
+    let c = three_nodes()
+        .apply(&put_admin("root", AdminRole::Administrator, true))
+        .unwrap();
+    let e = refused(&c, put_admin("root", AdminRole::Viewer, false));
+    assert!(matches!(
+        e,
+        ChangeError::Admin(AdminError::LastAdministrator { .. })
+    ));
+    let e = refused(&c, put_admin("root", AdminRole::Administrator, true));
+    assert!(e.to_string().contains("already exists"));
+}
+
+#[test]
+fn config_carries_admin_data_through_serde() {
+    let c = three_nodes()
+        .apply(&put_admin("root", AdminRole::Administrator, true))
+        .unwrap();
+    let json = serde_json::to_string(&c).unwrap();
+    let back: ClusterConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, c);
+    back.validate().unwrap();
+}
+
+#[test]
+fn config_without_admin_data_still_loads_and_writes_the_old_form() {
+    let c = three_nodes();
+    let json = serde_json::to_string(&c).unwrap();
+    // Nothing to say: the field is left out, as before the management plane.
+    assert!(!json.contains("\"admin\""), "{json}");
+    let back: ClusterConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, c);
+    assert!(back.admin().is_empty());
+}
+
+#[test]
+fn forming_carries_the_founders_admin_data() {
+    let mut own = AdminData::default();
+    own.apply(&AdminChange::PutAccount {
+        account: Account {
+            name: "root".into(),
+            role: AdminRole::Administrator,
+            password_hash: admin_hash(),
+            changed_unix_ms: 1,
+        },
+        create: true,
+    })
+    .unwrap();
+    let c = ClusterConfig::new(cluster_id(), member(1, &[F, B]))
+        .unwrap()
+        .with_admin(own.clone())
+        .unwrap();
+    assert_eq!(c.admin(), &own);
+    assert_eq!(c.generation(), 1);
+}
