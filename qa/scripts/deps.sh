@@ -20,6 +20,11 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 [ -e /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 command -v e2fsck >/dev/null || need+=(e2fsprogs)
+# The web UI's browser tests (qa/web, qa/tests/web_ui.rs): Debian's chromium
+# driven by playwright-core, which the tests install with npm ci (Node.js 20+).
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 getent passwd nobody >/dev/null || { echo "user 'nobody' is missing: the demo services run as it" >&2; exit 1; }
 
 if [ ${#need[@]} -gt 0 ]; then
