@@ -30,8 +30,9 @@ pub enum Diff {
     },
 }
 
-/// Compares two specs. Anything that is rendered into a rule (today only the
-/// management port) needs a full reload; everything else lives in sets.
+/// Compares two specs. Anything that is rendered into a rule (the management
+/// port and its allowed sources) needs a full reload; everything else lives
+/// in sets.
 pub fn diff(old: &FirewallSpec, new: &FirewallSpec) -> Diff {
     if old.management_port != new.management_port {
         return Diff::NeedsFull {
@@ -39,6 +40,12 @@ pub fn diff(old: &FirewallSpec, new: &FirewallSpec) -> Diff {
                 "management port changed from {} to {}",
                 old.management_port, new.management_port
             ),
+        };
+    }
+    let (old_from, new_from) = (old.management_networks(), new.management_networks());
+    if old_from != new_from {
+        return Diff::NeedsFull {
+            reason: format!("management sources changed from {old_from} to {new_from}"),
         };
     }
     let deltas = diff_sets(&old.set_contents(), &new.set_contents());

@@ -26,7 +26,7 @@ pub use error::FirewallError;
 pub use render_json::{render_add_peer_json, render_delta_json, render_json, render_nftables};
 pub use render_text::render_text;
 pub use runner::{CommandNft, NftOutput, NftRunner, SystemNft};
-pub use spec::{FirewallSpec, PortSpec, Proto, SetElem, SetName};
+pub use spec::{FirewallSpec, ManagementNetworks, PortSpec, Proto, SetElem, SetName};
 pub use status::{FirewallStatus, RuleStatus};
 
 /// The nft family of our table.

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use nftables::batch::Batch;
 use nftables::expr::{
-    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, SetItem, CT,
+    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem, CT,
 };
 use nftables::schema::{
     Chain, Element, NfListObject, Nftables, Rule, Set, SetType, SetTypeValue, Table,
@@ -222,6 +222,16 @@ fn cond_stmt(cond: &Cond) -> Statement<'static> {
                 )),
                 Value::Number(n) => Expression::Number(u32::from(*n)),
                 Value::Set(s) => Expression::String(format!("@{s}").into()),
+                Value::Nets(nets) => Expression::Named(NamedExpression::Set(
+                    nets.iter()
+                        .map(|n| {
+                            SetItem::Element(Expression::Named(NamedExpression::Prefix(Prefix {
+                                addr: Box::new(Expression::String(n.network().to_string().into())),
+                                len: u32::from(n.prefix_len()),
+                            })))
+                        })
+                        .collect(),
+                )),
             };
             matches(left, Operator::EQ, right)
         }

@@ -80,6 +80,10 @@ fn cond_text(cond: &Cond) -> String {
                 Value::Names(ns) => format!("{{ {} }}", ns.join(", ")),
                 Value::Number(n) => n.to_string(),
                 Value::Set(s) => format!("@{s}"),
+                Value::Nets(nets) => {
+                    let list: Vec<String> = nets.iter().map(ToString::to_string).collect();
+                    format!("{{ {} }}", list.join(", "))
+                }
             };
             format!("{proto} {field} {v}")
         }

@@ -2,6 +2,8 @@
 //! becomes its nft comment), built from a [`FirewallSpec`]. Both renderers
 //! (text and JSON) walk this one model, so they cannot disagree.
 
+use ipnet::IpNet;
+
 use crate::spec::{FirewallSpec, SetName};
 
 /// ICMPv4 types accepted without limit.
@@ -89,6 +91,8 @@ pub enum Value {
     Number(u16),
     /// A reference to one of our named sets.
     Set(SetName),
+    /// An anonymous set of networks (merged, so no two overlap).
+    Nets(Vec<IpNet>),
 }
 
 fn rule(id: &'static str, conds: Vec<Cond>, verdict: Verdict) -> RuleDef {
@@ -145,11 +149,9 @@ pub fn chains(spec: &FirewallSpec) -> Vec<ChainDef> {
                 Accept,
             )
         },
-        rule(
-            "mgmt",
-            vec![payload("tcp", "dport", Value::Number(spec.management_port))],
-            Accept,
-        ),
+    ];
+    input.extend(management_rules(spec));
+    input.extend([
         rule(
             "public-tcp",
             vec![payload("tcp", "dport", Value::Set(SetName::PublicTcp))],
@@ -160,7 +162,7 @@ pub fn chains(spec: &FirewallSpec) -> Vec<ChainDef> {
             vec![payload("udp", "dport", Value::Set(SetName::PublicUdp))],
             Accept,
         ),
-    ];
+    ]);
     for (proto, ports) in [("tcp", SetName::InternalTcp), ("udp", SetName::InternalUdp)] {
         for (ip, peers) in [("ip", SetName::Peers4), ("ip6", SetName::Peers6)] {
             let id = match (proto, ip) {
@@ -187,6 +189,29 @@ pub fn chains(spec: &FirewallSpec) -> Vec<ChainDef> {
             rules: vec![rule("forward-drop", vec![], Drop)],
         },
     ]
+}
+
+/// The management port's rules: one open to anyone, or (when sources are
+/// set) one per address family that has sources. A family without sources
+/// gets no rule, so its clients are dropped (loopback is accepted earlier).
+fn management_rules(spec: &FirewallSpec) -> Vec<RuleDef> {
+    let port = payload("tcp", "dport", Value::Number(spec.management_port));
+    let nets = spec.management_networks();
+    if nets.is_any() {
+        return vec![rule("mgmt", vec![port], Verdict::Accept)];
+    }
+    let mut rules = Vec::new();
+    if !nets.v4.is_empty() {
+        let from = nets.v4.iter().map(|n| IpNet::V4(*n)).collect();
+        let conds = vec![payload("ip", "saddr", Value::Nets(from)), port.clone()];
+        rules.push(rule("mgmt-v4", conds, Verdict::Accept));
+    }
+    if !nets.v6.is_empty() {
+        let from = nets.v6.iter().map(|n| IpNet::V6(*n)).collect();
+        let conds = vec![payload("ip6", "saddr", Value::Nets(from)), port];
+        rules.push(rule("mgmt-v6", conds, Verdict::Accept));
+    }
+    rules
 }
 
 /// Every rule id per chain, in order: what a healthy table must contain.

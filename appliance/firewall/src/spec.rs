@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
 /// Transport protocol of a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
@@ -26,8 +28,11 @@ pub struct PortSpec {
 /// Everything the ruleset is rendered from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FirewallSpec {
-    /// Management UI/API port (TCP), open to everyone.
+    /// Management UI/API port (TCP), open to [`Self::management_sources`].
     pub management_port: u16,
+    /// Networks that may reach the management port; empty means anyone.
+    /// Loopback is always allowed (the loopback rule comes first).
+    pub management_sources: Vec<IpNet>,
     /// Ports of the services placed on this node that everyone may reach.
     pub public: BTreeSet<PortSpec>,
     /// Ports that only cluster peers may reach.
@@ -40,13 +45,45 @@ impl FirewallSpec {
     /// One-line description for logs and error messages (never the full
     /// peer list, which may hold thousands of addresses).
     pub fn summary(&self) -> String {
+        let from = if self.management_sources.is_empty() {
+            "anyone".to_string()
+        } else {
+            format!("{} network(s)", self.management_sources.len())
+        };
         format!(
-            "management port {}, {} public port(s), {} internal port(s), {} peer(s)",
+            "management port {} from {from}, {} public port(s), {} internal port(s), {} peer(s)",
             self.management_port,
             self.public.len(),
             self.internal.len(),
             self.peers.len()
         )
+    }
+
+    /// The management sources per family, with host bits cleared and
+    /// overlapping or adjacent networks merged: what the rules match, and
+    /// what two specs compare by (so order and duplicates do not matter, and
+    /// nft never sees overlapping intervals in one anonymous set).
+    pub fn management_networks(&self) -> ManagementNetworks {
+        let v4: Vec<Ipv4Net> = self
+            .management_sources
+            .iter()
+            .filter_map(|n| match n {
+                IpNet::V4(n) => Some(n.trunc()),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        let v6: Vec<Ipv6Net> = self
+            .management_sources
+            .iter()
+            .filter_map(|n| match n {
+                IpNet::V6(n) => Some(n.trunc()),
+                IpNet::V4(_) => None,
+            })
+            .collect();
+        ManagementNetworks {
+            v4: Ipv4Net::aggregate(&v4),
+            v6: Ipv6Net::aggregate(&v6),
+        }
     }
 
     /// The contents of every named set this spec renders to. Every set is
@@ -79,6 +116,38 @@ impl FirewallSpec {
             put(set, SetElem::Port(p.port));
         }
         sets
+    }
+}
+
+/// Who may reach the management port, per address family (see
+/// [`FirewallSpec::management_networks`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManagementNetworks {
+    /// IPv4 networks, merged and sorted.
+    pub v4: Vec<Ipv4Net>,
+    /// IPv6 networks, merged and sorted.
+    pub v6: Vec<Ipv6Net>,
+}
+
+impl ManagementNetworks {
+    /// True when no source restriction applies (anyone may connect).
+    pub fn is_any(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+}
+
+impl fmt::Display for ManagementNetworks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_any() {
+            return f.write_str("anyone");
+        }
+        let all: Vec<String> = self
+            .v4
+            .iter()
+            .map(ToString::to_string)
+            .chain(self.v6.iter().map(ToString::to_string))
+            .collect();
+        f.write_str(&all.join(", "))
     }
 }
 

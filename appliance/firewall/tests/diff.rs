@@ -21,6 +21,7 @@ fn base() -> FirewallSpec {
             port: 7000,
         }]),
         peers: BTreeSet::from([ip("10.77.0.2")]),
+        ..FirewallSpec::default()
     }
 }
 

@@ -46,6 +46,7 @@ fn ports() -> FirewallSpec {
         ]),
         internal: BTreeSet::from([port(Proto::Tcp, 7000), port(Proto::Udp, 7001)]),
         peers: BTreeSet::from([ip("10.77.0.2"), ip("fd77::2")]),
+        ..FirewallSpec::default()
     }
 }
 

@@ -37,6 +37,7 @@ fn spec() -> FirewallSpec {
             .iter()
             .map(|s| ip(s))
             .collect(),
+        ..FirewallSpec::default()
     }
 }
 

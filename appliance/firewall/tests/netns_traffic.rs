@@ -74,12 +74,9 @@ fn echo(stream: &mut TcpStream, msg: &str) -> std::io::Result<String> {
     Ok(line.trim_end().to_owned())
 }
 
-#[test]
-fn peers_get_in_others_do_not_and_established_survives() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if test_prereq::opted_out(test_prereq::KERNEL) {
-        return;
-    }
+/// Two namespaces joined by a veth pair: the server at 10.77.1.1, the
+/// client at 10.77.1.2.
+fn veth_pair() -> (Netns, Netns) {
     let server = Netns::new("srv");
     let client = Netns::new("cli");
     ip(&[
@@ -116,6 +113,16 @@ fn peers_get_in_others_do_not_and_established_survives() {
     ]);
     ip(&["-n", &server.name, "link", "set", "v0", "up"]);
     ip(&["-n", &client.name, "link", "set", "v1", "up"]);
+    (server, client)
+}
+
+#[test]
+fn peers_get_in_others_do_not_and_established_survives() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if test_prereq::opted_out(test_prereq::KERNEL) {
+        return;
+    }
+    let (server, client) = veth_pair();
 
     let listener = server.run(|| TcpListener::bind(SERVER).expect("bind in server netns"));
     let stop = Arc::new(AtomicBool::new(false));
@@ -165,6 +172,76 @@ fn peers_get_in_others_do_not_and_established_survives() {
     let r = rt.block_on(fw.apply(&s)).expect("full reload");
     assert!(matches!(r.kind, ApplyKind::Full(_)), "{r:?}");
     assert_eq!(echo(&mut conn, "three").expect("survives reload"), "three");
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = echo_thread.join();
+}
+
+/// The management port with `sources` (and an unrelated peer).
+fn mgmt_spec(sources: &[&str]) -> FirewallSpec {
+    FirewallSpec {
+        management_port: 7000,
+        management_sources: sources
+            .iter()
+            .map(|s| s.parse().expect("test network"))
+            .collect(),
+        ..spec("10.77.1.99")
+    }
+}
+
+#[test]
+fn management_sources_let_in_only_their_networks_and_loopback() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if test_prereq::opted_out(test_prereq::KERNEL) {
+        return;
+    }
+    let (server, client) = veth_pair();
+    let listener = server.run(|| TcpListener::bind("0.0.0.0:7000").expect("bind in server netns"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let echo_thread = std::thread::spawn(move || echo_server(listener, stop2));
+    let rt = common::runtime();
+    let mut fw = Firewall::new(CommandNft::in_netns(&server.name));
+    let loopback = || {
+        server.run(|| {
+            let addr: SocketAddr = "10.77.1.1:7000".parse().expect("address");
+            TcpStream::connect_timeout(&addr, Duration::from_millis(700)).is_ok()
+        })
+    };
+
+    // No sources: anyone.
+    rt.block_on(fw.apply(&mgmt_spec(&[]))).expect("apply open");
+    let mut conn = connect(&client).expect("open management port");
+    assert_eq!(echo(&mut conn, "open").expect("echo"), "open");
+
+    // Another network only: the client is dropped, the node itself is not,
+    // and the established connection survives the reload.
+    let r = rt
+        .block_on(fw.apply(&mgmt_spec(&["10.77.9.0/24", "fd77:9::/64"])))
+        .expect("apply restricted");
+    assert!(matches!(r.kind, ApplyKind::Full(_)), "{r:?}");
+    assert!(connect(&client).is_err(), "outside the sources");
+    assert!(loopback(), "the node itself always gets in");
+    assert_eq!(echo(&mut conn, "kept").expect("established"), "kept");
+
+    // An IPv6-only restriction leaves IPv4 clients out entirely.
+    rt.block_on(fw.apply(&mgmt_spec(&["fd77:1::/64"])))
+        .expect("apply v6 only");
+    assert!(connect(&client).is_err(), "no IPv4 source allowed");
+
+    // The client's network (given with host bits): in.
+    rt.block_on(fw.apply(&mgmt_spec(&["10.77.1.5/24"])))
+        .expect("apply client's network");
+    let mut conn2 = connect(&client).expect("inside the sources");
+    assert_eq!(echo(&mut conn2, "in").expect("echo"), "in");
+    let status = rt.block_on(fw.show()).expect("show");
+    assert!(
+        status
+            .rules
+            .iter()
+            .any(|r| r.id.as_deref() == Some("mgmt-v4") && r.packets > 0),
+        "{status:?}"
+    );
 
     stop.store(true, Ordering::Relaxed);
     let _ = echo_thread.join();

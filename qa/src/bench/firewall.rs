@@ -103,6 +103,7 @@ fn spec_with(n: usize) -> FirewallSpec {
         }]
         .into(),
         peers,
+        management_sources: Vec::new(),
     }
 }
 
