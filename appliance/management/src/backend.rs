@@ -3,7 +3,7 @@
 
 use appliance_api::v1::admin_client::AdminClient;
 use appliance_api::v1::node_client::NodeClient;
-use appliance_api::v1::AuditEvent;
+use appliance_api::v1::{AccountsReply, AuditEvent, ListAccountsRequest};
 use tonic::transport::Channel;
 
 /// applianced, as managementd reaches it.
@@ -37,5 +37,24 @@ impl Backend {
             tracing::warn!(action = %event.action, actor = %event.actor, result = %event.result,
                 error = %e.message(), "audit trail unreachable; event only logged");
         }
+    }
+
+    /// Every account (with hashes: for managementd's own use only).
+    pub async fn accounts(&self) -> Result<AccountsReply, tonic::Status> {
+        Ok(self
+            .admin()
+            .list_accounts(ListAccountsRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// True when some account is an administrator (anyone can sign in).
+    pub async fn has_administrator(&self) -> Result<bool, tonic::Status> {
+        Ok(self
+            .accounts()
+            .await?
+            .accounts
+            .iter()
+            .any(|a| a.role == "administrator"))
     }
 }

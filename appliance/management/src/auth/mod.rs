@@ -3,6 +3,7 @@
 //! services use.
 
 pub mod limiter;
+pub mod password;
 pub mod sessions;
 pub mod web;
 
@@ -27,6 +28,23 @@ impl Role {
         }
     }
 }
+
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "administrator" => Ok(Role::Administrator),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(UnknownRole(other.to_string())),
+        }
+    }
+}
+
+/// A role name that is neither "administrator" nor "viewer".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}: \"administrator\" or \"viewer\"")]
+pub struct UnknownRole(pub String);
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
