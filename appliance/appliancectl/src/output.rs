@@ -46,7 +46,25 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// A refusal by the server: its text says what was wrong; the code lets
+/// `main` add a hint (sign in again) for the management port.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StatusError {
+    /// The gRPC status code.
+    pub code: tonic::Code,
+    /// The server's message.
+    pub message: String,
+}
+
 /// Turns a gRPC error into a plain message: the server's text says what was wrong.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}", status.message())
+    anyhow::Error::new(StatusError {
+        code: status.code(),
+        message: if status.message().is_empty() {
+            status.code().to_string()
+        } else {
+            status.message().to_owned()
+        },
+    })
 }
