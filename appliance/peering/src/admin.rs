@@ -24,6 +24,7 @@ use crate::error::PeerError;
 use crate::node::PeerNode;
 use crate::pb;
 use crate::state::ClusterState;
+use crate::trail::Event;
 
 /// The outcome of pushing a generation to one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +189,18 @@ impl PeerNode {
                     .collect())
             }
         }
+    }
+
+    /// Records `event` in the cluster's audit trail, at the authority
+    /// (this node's own, or forwarded to it); the event as stored.
+    pub async fn record_event(&self, event: Event) -> Result<Event, PeerError> {
+        Ok(self.authority()?.record_event(event).await?)
+    }
+
+    /// The cluster's audit trail from the authority: the newest `limit`
+    /// events after `after_seq`, oldest first.
+    pub async fn events(&self, after_seq: u64, limit: u32) -> Result<Vec<Event>, PeerError> {
+        Ok(self.authority()?.events(after_seq, limit).await?)
     }
 
     /// Has the authority make `change`, follows it here and has it pushed

@@ -1,7 +1,8 @@
 //! A member's `Cluster` service. Every call must come over cluster mutual
 //! TLS (the caller's node id is the one its CA-signed certificate names)
 //! from a node the member's configuration lists; `Propose`, `Admit`,
-//! `Distribute`, `Remove` and `Renew` are served by the authority only.
+//! `Distribute`, `Remove`, `Renew`, `RecordEvent`, `ListEvents` and
+//! `SignManagement` are served by the authority only.
 //! `PushConfig` is accepted only from the node that is the authority in
 //! this member's current configuration: any member holds a valid
 //! certificate, only the authority makes configurations.
@@ -19,6 +20,7 @@ use crate::error::PeerError;
 use crate::node::{authority_member, AcceptRefusal, PeerNode};
 use crate::pb;
 use crate::state::ClusterState;
+use crate::trail::Event;
 use crate::transport::{ChannelKind, PeerInfo};
 
 pub(crate) struct ClusterService {
@@ -365,5 +367,50 @@ impl pb::cluster_server::Cluster for ClusterService {
         Ok(Response::new(pb::Certificate {
             cert_der: cert.der().to_vec(),
         }))
+    }
+
+    async fn record_event(&self, req: Request<pb::Event>) -> Result<Response<pb::Event>, Status> {
+        let (info, caller, state) = self.member_caller(&req, "RecordEvent")?;
+        let authority = self.authority(&info, "RecordEvent")?;
+        let mut event = Event::from(req.into_inner());
+        // A member records its own events only: the node is the one its
+        // certificate names, whatever the event says.
+        event.node = state
+            .config
+            .member(&caller)
+            .map(|m| m.hostname.clone())
+            .unwrap_or_else(|| caller.to_string());
+        let stored = authority.record_event(event).await.map_err(|e| {
+            tracing::warn!(peer = %info.remote, %caller, "audit event not recorded: {e}");
+            authority_status(&e)
+        })?;
+        Ok(Response::new(stored.into()))
+    }
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::EventsReply>, Status> {
+        let (info, _, _) = self.member_caller(&req, "ListEvents")?;
+        let authority = self.authority(&info, "ListEvents")?;
+        let pb::ListEventsRequest { after_seq, limit } = req.into_inner();
+        let events = authority
+            .events(after_seq, limit)
+            .await
+            .map_err(|e| authority_status(&e))?;
+        Ok(Response::new(pb::EventsReply {
+            events: events.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn sign_management(
+        &self,
+        req: Request<pb::SignManagementRequest>,
+    ) -> Result<Response<pb::ManagementCertificate>, Status> {
+        let (info, _, _) = self.member_caller(&req, "SignManagement")?;
+        self.authority(&info, "SignManagement")?;
+        Err(Status::unimplemented(
+            "this authority does not sign management certificates yet",
+        ))
     }
 }

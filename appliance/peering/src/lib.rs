@@ -20,6 +20,8 @@
 //!   [`RemoteAuthority`]);
 //! - [`client`]: dialling the join channel and cluster mutual TLS;
 //! - `transport`: TLS under tonic (accepting, connecting, peer info);
+//! - [`trail`]: the audit trail ([`Event`], the [`EventLog`] seam,
+//!   [`EventTrail`]), kept by the authority for the cluster;
 //! - [`beacon`]: the UDP discovery beacon, sent and heard;
 //! - [`pb`]: the generated `appliance.peer.v1` code (`proto/peer.proto`).
 
@@ -32,6 +34,7 @@ mod error;
 pub mod join;
 pub mod node;
 mod state;
+pub mod trail;
 mod transport;
 
 use std::time::Duration;
@@ -49,6 +52,7 @@ pub use node::{
     NodeHooks, NodeSetup, NodeStatus, PeerNode,
 };
 pub use state::{ClusterState, StatePart, WireError};
+pub use trail::{Event, EventLog, EventSpan, EventTrail, MemoryEventLog};
 pub use transport::{ChannelKind, PeerInfo};
 
 /// Generated code for `appliance.peer.v1`.

@@ -16,14 +16,18 @@
 //! (what the node tells about itself, beacon targets), `ctx` (the shared
 //! state, the [`Cluster`] handle, [`ctx::ClusterError`]), then `tasks`
 //! (waiting to be joined, beacons, the console's join code, activation,
-//! renewal), `hooks` (what the peer side hands the daemon) and `api` (the
-//! cluster calls of the node API), each adding methods to `Ctx` or
-//! `Cluster`; this file sets the side up, starts and stops it.
+//! renewal), `hooks` (what the peer side hands the daemon), `api` (the
+//! cluster calls of the node API) and `admin_data` (the management plane's
+//! accounts and settings in the configuration), each adding methods to
+//! `Ctx` or `Cluster`; this file sets the side up, starts and stops it.
+//! [`own_admin`], beside [`store`], keeps a non-member's own admin data.
 
+mod admin_data;
 mod api;
 mod ctx;
 pub mod facts;
 mod hooks;
+pub mod own_admin;
 pub mod store;
 mod tasks;
 
@@ -200,6 +204,12 @@ impl Cluster {
         tasks::listen_beacons(&self.ctx, ports.beacon);
         ctx.spawn(tasks::show_join_code(self.ctx.clone()));
         ctx.spawn(tasks::renew_certificate(self.ctx.clone()));
+    }
+
+    /// The peer side while this node is a cluster member (the audit trail
+    /// and the management certificate go through its authority).
+    pub fn member_peer(&self) -> Option<PeerNode> {
+        self.ctx.member_state().map(|_| self.ctx.peer.clone())
     }
 
     /// Stops the peer port, the beacons and every task, bounded in time.

@@ -2,14 +2,21 @@
 //! (sled, through appliance-state) the membership record (the CA's and this
 //! node's certificates and the last accepted state) and, on the authority,
 //! the authority's record; the CA's private key as a 0600 file in the state
-//! directory, on back-end nodes only.
+//! directory, on back-end nodes only. Also the audit trail's events
+//! ([`SledEventLog`]): the node's own while it is not a member, the
+//! cluster's on the authority — the same keys, so that the trail of the
+//! node that forms a cluster becomes the cluster's.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use appliance_peering::{AuthorityRecord, ClusterState, HookError, Persist};
+use std::sync::Arc;
+
+use appliance_peering::{
+    AuthorityRecord, ClusterState, Event, EventLog, EventSpan, HookError, Persist,
+};
 use appliance_pki::{CaCert, NodeCert};
 use appliance_state::{Batch, StateError, Store};
 use serde::{Deserialize, Serialize};
@@ -18,6 +25,11 @@ use serde::{Deserialize, Serialize};
 pub const MEMBERSHIP_KEY: &str = "cluster/membership";
 /// State database key of the authority's [`AuthorityRecord`].
 pub const AUTHORITY_KEY: &str = "cluster/authority";
+/// State database key of the audit trail's [`EventSpan`].
+pub const EVENT_SPAN_KEY: &str = "audit/span";
+/// State database key prefix of the audit events, followed by the
+/// 20-digit sequence number.
+pub const EVENT_KEY_PREFIX: &str = "audit/event/";
 /// File name of the CA's private key in the state directory.
 pub const CA_KEY_FILE: &str = "cluster-ca-key.pem";
 
@@ -94,6 +106,11 @@ impl ClusterStore {
     /// Records in `store`, the CA key in `state_dir`.
     pub fn new(store: Store, state_dir: PathBuf) -> Self {
         ClusterStore { store, state_dir }
+    }
+
+    /// The state database itself (the node's own admin data is there too).
+    pub fn db(&self) -> &Store {
+        &self.store
     }
 
     /// Where the CA key is.
@@ -180,6 +197,69 @@ impl ClusterStore {
     }
 }
 
+/// The audit trail in sled: one key per event and one for the span,
+/// written in one batch per event.
+#[derive(Debug, Clone)]
+pub struct SledEventLog {
+    store: Store,
+}
+
+impl SledEventLog {
+    /// The events in `store`.
+    pub fn new(store: Store) -> Self {
+        SledEventLog { store }
+    }
+}
+
+fn event_key(seq: u64) -> String {
+    format!("{EVENT_KEY_PREFIX}{seq:020}")
+}
+
+impl EventLog for SledEventLog {
+    fn span(&self) -> Result<EventSpan, HookError> {
+        self.store
+            .get(EVENT_SPAN_KEY)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| HookError(format!("reading the audit trail: {e}")))
+    }
+
+    fn append(&self, event: &Event, keep_from: u64) -> Result<(), HookError> {
+        let span = self.span()?;
+        let fail = |e: appliance_state::StateError| {
+            HookError(format!("storing audit event {}: {e}", event.seq))
+        };
+        let mut batch = Batch::default();
+        batch.put(&event_key(event.seq), event).map_err(fail)?;
+        batch
+            .put(
+                EVENT_SPAN_KEY,
+                &EventSpan {
+                    first: keep_from,
+                    next: event.seq + 1,
+                },
+            )
+            .map_err(fail)?;
+        for old in span.first..keep_from.min(event.seq) {
+            batch.remove(&event_key(old));
+        }
+        self.store.commit(batch).map_err(fail)
+    }
+
+    fn read(&self, from: u64, to: u64) -> Result<Vec<Event>, HookError> {
+        let mut events = Vec::new();
+        for seq in from..to {
+            let key = event_key(seq);
+            match self.store.get::<Event>(&key) {
+                Ok(Some(e)) => events.push(e),
+                // Dropped meanwhile (the span moved on): not an error.
+                Ok(None) => {}
+                Err(e) => return Err(HookError(format!("reading audit event {seq}: {e}"))),
+            }
+        }
+        Ok(events)
+    }
+}
+
 /// The authority's record in sled: one batch per change, written before the
 /// change is visible.
 #[derive(Debug, Clone)]
@@ -192,6 +272,11 @@ impl Persist for SledPersist {
         self.store
             .put(AUTHORITY_KEY, record)
             .map_err(|e| HookError(format!("storing the cluster authority's record: {e}")))
+    }
+
+    /// The node's own trail's keys: forming a cluster carries the trail.
+    fn event_log(&self) -> Option<Arc<dyn EventLog>> {
+        Some(Arc::new(SledEventLog::new(self.store.clone())))
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`LocalAuthority`], the authority on the back-end node that holds the CA
 //! key: its state in memory, handed to a [`Persist`] (its record,
-//! [`AuthorityRecord`]) before each change takes effect; [`MemoryPersist`]
+//! [`AuthorityRecord`]) before each change takes effect, and the cluster's
+//! audit trail in the [`EventLog`] its [`Persist`] gives; [`MemoryPersist`]
 //! for tests and nodes whose durability is elsewhere.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,7 @@ use super::{describe, Admission, Authority, AuthorityError};
 use crate::error::HookError;
 use crate::node::authority_member;
 use crate::state::ClusterState;
+use crate::trail::{Event, EventLog, EventTrail, MemoryEventLog, AUTHORITY_EVENTS_KEPT};
 use crate::Clock;
 
 /// What the authority keeps: the state, and the fingerprints of every
@@ -37,14 +39,22 @@ pub struct AuthorityRecord {
 pub trait Persist: Send + Sync {
     /// Stores `record` durably, replacing the previous one.
     fn save(&self, record: &AuthorityRecord) -> Result<(), HookError>;
+
+    /// Where the cluster's audit trail is stored, read once when the
+    /// authority is made. The default, `None`, keeps it in memory only.
+    fn event_log(&self) -> Option<Arc<dyn EventLog>> {
+        None
+    }
 }
 
 /// A [`Persist`] that keeps the last record in memory (tests, and nodes
-/// whose durability is handled elsewhere). Counts saves.
+/// whose durability is handled elsewhere). Counts saves; keeps the
+/// trail in a [`MemoryEventLog`].
 #[derive(Debug, Default)]
 pub struct MemoryPersist {
     last: Mutex<Option<AuthorityRecord>>,
     saves: AtomicUsize,
+    events: Arc<MemoryEventLog>,
 }
 
 impl MemoryPersist {
@@ -57,6 +67,11 @@ impl MemoryPersist {
     pub fn last(&self) -> Option<AuthorityRecord> {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The trail's events as stored, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.events()
+    }
 }
 
 impl Persist for MemoryPersist {
@@ -65,6 +80,10 @@ impl Persist for MemoryPersist {
         self.saves.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+
+    fn event_log(&self) -> Option<Arc<dyn EventLog>> {
+        Some(self.events.clone())
+    }
 }
 
 /// The authority on the node that holds the CA key.
@@ -72,6 +91,7 @@ pub struct LocalAuthority {
     ca: CaKey,
     record: tokio::sync::Mutex<AuthorityRecord>,
     persist: Arc<dyn Persist>,
+    events: EventTrail,
     clock: Clock,
 }
 
@@ -85,19 +105,32 @@ impl std::fmt::Debug for LocalAuthority {
 
 impl LocalAuthority {
     /// An authority with `ca` and the `record` loaded from storage (or
-    /// made when the cluster was formed); `persist` stores every change.
+    /// made when the cluster was formed); `persist` stores every change,
+    /// and its [`Persist::event_log`] the audit trail (the newest
+    /// [`AUTHORITY_EVENTS_KEPT`] events).
     pub fn new(
         ca: CaKey,
         record: AuthorityRecord,
         persist: Arc<dyn Persist>,
         clock: Clock,
     ) -> Self {
+        let log = persist
+            .event_log()
+            .unwrap_or_else(|| Arc::new(MemoryEventLog::default()));
         LocalAuthority {
             ca,
             record: tokio::sync::Mutex::new(record),
             persist,
+            events: EventTrail::new(log, AUTHORITY_EVENTS_KEPT),
             clock,
         }
+    }
+
+    fn now_unix_ms(&self) -> u64 {
+        (self.clock)()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
     }
 
     /// The CA's certificate.
@@ -273,6 +306,20 @@ impl Authority for LocalAuthority {
         self.store(&next)?;
         *record = next;
         Ok(cert)
+    }
+
+    async fn record_event(&self, event: Event) -> Result<Event, AuthorityError> {
+        self.events
+            .record(event, self.now_unix_ms())
+            .await
+            .map_err(AuthorityError::Persist)
+    }
+
+    async fn events(&self, after_seq: u64, limit: u32) -> Result<Vec<Event>, AuthorityError> {
+        self.events
+            .list(after_seq, limit)
+            .await
+            .map_err(AuthorityError::Persist)
     }
 }
 

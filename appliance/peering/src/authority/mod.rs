@@ -40,6 +40,7 @@ use async_trait::async_trait;
 
 use crate::error::HookError;
 use crate::state::ClusterState;
+use crate::trail::Event;
 
 pub use local::{AuthorityRecord, LocalAuthority, MemoryPersist, Persist};
 pub use remote::RemoteAuthority;
@@ -119,6 +120,15 @@ pub trait Authority: Send + Sync {
     async fn admit(&self, csr: &NodeCsr, member: Member) -> Result<Admission, AuthorityError>;
     /// Renews `current` (same node, same key) from `csr`.
     async fn renew(&self, current: &NodeCert, csr: &NodeCsr) -> Result<NodeCert, AuthorityError>;
+    /// Appends `event` to the cluster's audit trail with the next number
+    /// (gapless, increasing), stored before it returns; the event as
+    /// stored (fields cut to [`crate::trail::MAX_FIELD_BYTES`] with a marker,
+    /// the authority's time when it had none). Forwarded by a member, its
+    /// `node` is the member's hostname, whatever it said.
+    async fn record_event(&self, event: Event) -> Result<Event, AuthorityError>;
+    /// The newest `limit` events numbered after `after_seq`, oldest first
+    /// (see [`crate::EventTrail::list`]).
+    async fn events(&self, after_seq: u64, limit: u32) -> Result<Vec<Event>, AuthorityError>;
 }
 
 /// A change in a few words, for logs.
@@ -137,5 +147,7 @@ pub(crate) fn describe(change: &Change, config: &ClusterConfig) -> String {
             roles.keys().map(name).collect::<Vec<_>>().join(", ")
         ),
         Change::SetState { node, state } => format!("make {} {state}", name(node)),
+        // Its Display names the account or setting, never a hash or key.
+        Change::Admin(admin) => admin.to_string(),
     }
 }

@@ -9,6 +9,7 @@ use super::{Admission, Authority, AuthorityError};
 use crate::client::ClusterDialer;
 use crate::pb;
 use crate::state::ClusterState;
+use crate::trail::Event;
 
 /// The authority seen from another member: every request forwarded over
 /// mutual TLS to the authority node.
@@ -121,5 +122,30 @@ impl Authority for RemoteAuthority {
             .await
             .map_err(|s| self.remote(s.message()))?;
         self.cert(reply.into_inner())
+    }
+
+    async fn record_event(&self, event: Event) -> Result<Event, AuthorityError> {
+        let reply = self
+            .client()
+            .await?
+            .record_event(pb::Event::from(event))
+            .await
+            .map_err(|s| self.remote(s.message()))?;
+        Ok(reply.into_inner().into())
+    }
+
+    async fn events(&self, after_seq: u64, limit: u32) -> Result<Vec<Event>, AuthorityError> {
+        let reply = self
+            .client()
+            .await?
+            .list_events(pb::ListEventsRequest { after_seq, limit })
+            .await
+            .map_err(|s| self.remote(s.message()))?;
+        Ok(reply
+            .into_inner()
+            .events
+            .into_iter()
+            .map(Event::from)
+            .collect())
     }
 }
