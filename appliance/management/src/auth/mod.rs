@@ -2,7 +2,9 @@
 //! rate limits, CSRF, and the extractors the web pages and the gRPC
 //! services use.
 
+pub mod accounts;
 pub mod limiter;
+pub mod pages;
 pub mod password;
 pub mod sessions;
 pub mod web;
@@ -70,5 +72,107 @@ impl Principal {
     /// True for administrators.
     pub fn can_change(&self) -> bool {
         self.role == Role::Administrator
+    }
+}
+
+/// Why a sign-in did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// No administrator exists yet: the hint says where to set one.
+    #[error("no administrator yet: {0}")]
+    NoAdministrator(String),
+    /// applianced did not answer.
+    #[error("the appliance's daemon does not answer: {}", .0.message())]
+    Unreachable(tonic::Status),
+    /// Too many failures: refused before checking the password.
+    #[error(transparent)]
+    Throttled(#[from] limiter::Throttled),
+    /// Unknown account or wrong password (never said which).
+    #[error("wrong account name or password")]
+    Wrong,
+}
+
+/// The typed name as the audit trail records it: quoted, escaped, at most 64
+/// characters.
+fn typed(name: &str) -> String {
+    let short: String = name.chars().take(64).collect();
+    format!("name {short:?}")
+}
+
+/// Signs `name` in with `password` from `source`: the rate limit, Argon2
+/// (against a decoy for an unknown account, so both take as long), the
+/// session, the audit event and the counters. Shared by the web form and
+/// `Management.Login`.
+pub async fn sign_in(
+    state: &crate::state::AppState,
+    name: &str,
+    password: &str,
+    source: IpAddr,
+    kind: sessions::Kind,
+) -> Result<(String, Principal), SignInError> {
+    use crate::state::Outcome;
+    let action = match kind {
+        sessions::Kind::Web => "sign-in",
+        sessions::Kind::Api => "login",
+    };
+    let reply = state
+        .backend()
+        .accounts()
+        .await
+        .map_err(SignInError::Unreachable)?;
+    if !reply
+        .accounts
+        .iter()
+        .any(|a| a.role == Role::Administrator.as_str())
+    {
+        return Err(SignInError::NoAdministrator(reply.first_admin_hint));
+    }
+    let account = reply.accounts.iter().find(|a| a.name == name);
+    let role = account.map(|a| a.role.parse::<Role>());
+    if let Err(t) = state
+        .limiter()
+        .check(source, account.map(|a| a.name.as_str()))
+    {
+        state.metrics().sign_in_throttled();
+        let reason = t.to_string();
+        state
+            .audit("", source, action, &typed(name), Outcome::Refused(&reason))
+            .await;
+        return Err(t.into());
+    }
+    let ok = state
+        .hasher()
+        .verify(password, account.map(|a| a.password_hash.as_str()))
+        .await;
+    match (ok, &role) {
+        (true, Some(Ok(role))) => {
+            let role = *role;
+            state.limiter().success(name);
+            let (token, principal) = state.sessions().create(name, role, source, kind);
+            state.metrics().sign_in_ok();
+            state
+                .audit(name, source, action, kind.as_str(), Outcome::Ok)
+                .await;
+            Ok((token, principal))
+        }
+        (true, _) | (false, _) => {
+            if let Some(Err(e)) = role {
+                tracing::warn!(name, error = %e, "account with an unknown role cannot sign in");
+            }
+            state
+                .limiter()
+                .failure(source, account.map(|a| a.name.as_str()));
+            state.metrics().sign_in_failed();
+            state
+                .audit(
+                    "",
+                    source,
+                    action,
+                    &typed(name),
+                    Outcome::Failed("wrong account name or password"),
+                )
+                .await;
+            Err(SignInError::Wrong)
+        }
     }
 }
