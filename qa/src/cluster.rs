@@ -3,6 +3,9 @@
 //! administrator does it: node-a forms it (front-end and back-end), then
 //! node-b and node-c are added as front-ends with the join codes their
 //! status shows, through `appliancectl cluster form|add` as the tests do.
+//! Every node is seeded with the administrator [`DEV_ADMIN`] (a fixed dev
+//! password, shown on screen: for this local cluster only) and runs
+//! managementd; the usage printed says how to sign in on each management port.
 //! Names and paths are fixed so the README's commands work; Ctrl-C (or
 //! SIGTERM) stops the nodes and removes every namespace.
 
@@ -36,6 +39,9 @@ const READY_LIMIT: Duration = Duration::from_secs(90);
 const CTL_LIMIT: Duration = Duration::from_secs(60);
 /// Every member active at the same generation after the last join.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
+/// The seeded administrator: name and password. A fixed, printed password
+/// is fine for a throw-away cluster on this machine's namespaces only.
+const DEV_ADMIN: (&str, &str) = ("admin", "appliance-dev-password");
 
 /// What is running; fields drop in order: nodes, then the client, then the LAN.
 #[derive(Default)]
@@ -102,7 +108,7 @@ async fn start(c: &mut Cluster) -> anyhow::Result<()> {
     for (name, v4, v6, _) in NODES {
         let spec = NodeSpec {
             addresses: vec![format!("{v4}/24"), format!("{v6}/64")],
-            ..NodeSpec::new(name, "")
+            ..NodeSpec::new(name, "").with_first_admin(DEV_ADMIN.0, DEV_ADMIN.1)
         };
         println!("starting {name} ({v4}, {v6})");
         let node = HostedNode::start(lan, TAG, &spec)?;
@@ -227,6 +233,28 @@ async fn print_usage(c: &Cluster) -> anyhow::Result<()> {
         println!("  {ctl_path} {cmd}");
     }
     println!("  ip netns exec {CLIENT_NS} curl http://10.77.0.12:8080/events   # node-b's portal, node-a's audit");
+
+    let (user, password) = DEV_ADMIN;
+    println!("\nThe management ports (web UI and appliancectl --server), from {CLIENT_NS}:");
+    for node in &c.nodes {
+        let url = node.management_url()?;
+        let fingerprint = match node.management_fingerprint().await {
+            Ok(fp) if !fp.is_empty() => fp,
+            Ok(_) => "(none yet)".to_owned(),
+            Err(e) => format!("(not available: {e})"),
+        };
+        println!(
+            "  {:<8} {url}  certificate SHA-256 {fingerprint}",
+            node.name
+        );
+    }
+    println!("  administrator: {user}, password: {password}   (dev only)");
+    let url = c.nodes[0].management_url()?;
+    println!(
+        "\n  ip netns exec {CLIENT_NS} {ctl_path} --server {url} login --user {user}   # asks to accept the fingerprint above"
+    );
+    println!("  ip netns exec {CLIENT_NS} {ctl_path} --server {url} cluster status");
+    println!("  ip netns exec {CLIENT_NS} {ctl_path} --server {url} events");
     println!("\nCtrl-C stops the nodes and removes the namespaces.");
     Ok(())
 }

@@ -1,14 +1,19 @@
 //! A hosted applianced node: its own namespace on a [`Lan`], its own state,
-//! runtime and services directories, and an API client.
+//! runtime and services directories, and an API client; optionally a seeded
+//! first administrator ([`FirstAdmin`]) and, from a namespace on the LAN,
+//! `appliancectl --server` against its management port ([`RemoteCtl`]).
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
 use appliance_api::v1::node_client::NodeClient;
-use appliance_api::v1::{ClusterStatusReply, ClusterStatusRequest, StatusRequest};
+use appliance_api::v1::{
+    ClusterStatusReply, ClusterStatusRequest, GetManagementTlsRequest, StatusRequest,
+};
 use tonic::transport::Channel;
 
 use crate::lan::Lan;
@@ -33,6 +38,47 @@ pub struct NodeSpec {
     /// Extra environment of applianced, e.g. `FAILPOINTS` (needs a build
     /// with `--features applianced/failpoints`, as `make test` does).
     pub env: Vec<(String, String)>,
+    /// The first administrator, given to applianced as `--first-admin
+    /// NAME:PHC` (applied once, when the node has no account).
+    pub first_admin: Option<FirstAdmin>,
+}
+
+/// The management port (managementd, HTTPS) of every node.
+pub const MANAGEMENT_PORT: u16 = 8443;
+
+/// An administrator seeded at the node's first start.
+#[derive(Debug, Clone)]
+pub struct FirstAdmin {
+    /// The account name.
+    pub name: String,
+    /// Its password (the node only ever sees its Argon2id hash).
+    pub password: String,
+}
+
+impl FirstAdmin {
+    /// An administrator `name` with `password`.
+    pub fn new(name: &str, password: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
+    /// The Argon2id PHC string of the password (argon2's defaults, as
+    /// managementd hashes them), with a fresh salt.
+    pub fn phc(&self) -> anyhow::Result<String> {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(self.password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing the password of {}: {e}", self.name))
+    }
+
+    /// applianced's argument: `NAME:PHC`.
+    pub fn arg(&self) -> anyhow::Result<String> {
+        Ok(format!("{}:{}", self.name, self.phc()?))
+    }
 }
 
 impl NodeSpec {
@@ -46,7 +92,14 @@ impl NodeSpec {
             no_default_manifests: false,
             extra_args: Vec::new(),
             env: Vec::new(),
+            first_admin: None,
         }
+    }
+
+    /// The same node with a first administrator seeded at its first start.
+    pub fn with_first_admin(mut self, name: &str, password: &str) -> Self {
+        self.first_admin = Some(FirstAdmin::new(name, password));
+        self
     }
 
     /// The node's config file.
@@ -73,6 +126,8 @@ pub struct HostedNode {
     pub name: String,
     /// Its network namespace.
     pub ns: Netns,
+    /// Its addresses with prefix, as in [`NodeSpec::addresses`].
+    pub addresses: Vec<String>,
     /// State, runtime and services directories live below this.
     pub root: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -111,13 +166,18 @@ impl HostedNode {
         for (file, text) in &spec.extra_manifests {
             std::fs::write(root.join("services").join(file), text)?;
         }
+        let mut extra_args = spec.extra_args.clone();
+        if let Some(admin) = &spec.first_admin {
+            extra_args.extend(["--first-admin".to_owned(), admin.arg()?]);
+        }
         let mut node = Self {
             name: spec.name.clone(),
             ns,
+            addresses: spec.addresses.clone(),
             root,
             _tmp: Some(tmp),
             child: None,
-            extra_args: spec.extra_args.clone(),
+            extra_args,
             env: spec.env.clone(),
         };
         node.launch()?;
@@ -212,6 +272,38 @@ impl HostedNode {
         Ok(NodeClient::new(
             appliance_api::connect_unix(&self.socket()).await?,
         ))
+    }
+
+    /// Its first address without the prefix (what a client on the LAN dials).
+    pub fn address(&self) -> anyhow::Result<std::net::IpAddr> {
+        let first = self
+            .addresses
+            .first()
+            .with_context(|| format!("node {} has no address", self.name))?;
+        let ip = first.split('/').next().unwrap_or(first);
+        ip.parse()
+            .with_context(|| format!("node {}: address {first:?}", self.name))
+    }
+
+    /// Its management port, from the LAN.
+    pub fn management_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(SocketAddr::new(self.address()?, MANAGEMENT_PORT))
+    }
+
+    /// `https://ADDRESS:8443`, the `--server` of `appliancectl`.
+    pub fn management_url(&self) -> anyhow::Result<String> {
+        Ok(format!("https://{}", self.management_addr()?))
+    }
+
+    /// The SHA-256 fingerprint of the certificate its management port
+    /// serves, as its console shows it (`Admin.GetManagementTls` on the socket).
+    pub async fn management_fingerprint(&self) -> anyhow::Result<String> {
+        let channel = appliance_api::connect_unix(&self.socket()).await?;
+        let tls = appliance_api::v1::admin_client::AdminClient::new(channel)
+            .get_management_tls(GetManagementTlsRequest {})
+            .await?
+            .into_inner();
+        Ok(tls.fingerprint)
     }
 
     /// Waits until applianced reports ready, or fails with its log.
@@ -310,4 +402,142 @@ pub async fn wait_converged(
         generation
     })
     .await
+}
+
+/// `appliancectl --server` as an administrator runs it: from a namespace on
+/// the LAN (the host side of the nodes' management ports), with its own
+/// configuration directory (tokens and pinned certificates), in a session of
+/// its own (no terminal: first contact needs `--yes` or
+/// `--accept-fingerprint`, as in a script).
+#[derive(Debug)]
+pub struct RemoteCtl {
+    ns: String,
+    /// `XDG_CONFIG_HOME` of every run: `appliancectl/` below holds the state.
+    pub config: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+/// One remote appliancectl call's bound.
+pub const REMOTE_CTL_LIMIT: Duration = Duration::from_secs(60);
+
+impl RemoteCtl {
+    /// A client in `ns` with an empty configuration directory.
+    pub fn new(ns: &Netns) -> anyhow::Result<Self> {
+        let tmp = tempfile::Builder::new().prefix("qa-ctl-").tempdir()?;
+        Ok(Self {
+            ns: ns.name().to_owned(),
+            config: tmp.path().to_path_buf(),
+            _tmp: tmp,
+        })
+    }
+
+    /// Runs `appliancectl --server URL ARGS` with `stdin` as standard input,
+    /// bounded by [`REMOTE_CTL_LIMIT`].
+    pub async fn run(&self, url: &str, args: &[&str], stdin: &str) -> anyhow::Result<Output> {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(bins::path("appliancectl")?)
+            .args(["--server", url])
+            .args(args)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env_remove("APPLIANCE_SERVER")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: setsid is async-signal-safe and touches no parent memory;
+        // without a controlling terminal appliancectl never waits on a prompt.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().context("starting appliancectl")?;
+        if let Some(mut input) = child.stdin.take() {
+            // It may end before reading (refused first): a broken pipe is fine.
+            let _ = input.write_all(stdin.as_bytes()).await;
+        }
+        tokio::time::timeout(REMOTE_CTL_LIMIT, child.wait_with_output())
+            .await
+            .with_context(|| {
+                format!(
+                    "appliancectl --server {url} {} took more than {REMOTE_CTL_LIMIT:?}",
+                    args.join(" ")
+                )
+            })?
+            .context("running appliancectl")
+    }
+
+    /// Signs in as `name` (accepting the certificate on first contact);
+    /// fails with appliancectl's message.
+    pub async fn login(&self, url: &str, name: &str, password: &str) -> anyhow::Result<()> {
+        let out = self
+            .run(
+                url,
+                &["--yes", "login", "--user", name, "--password-stdin"],
+                &format!("{password}\n"),
+            )
+            .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "login as {name} at {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+
+    /// `ARGS --output json`; fails with appliancectl's message.
+    pub async fn json(&self, url: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.run(url, &all, "").await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "appliancectl --server {url} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "the JSON of appliancectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Forgets the pinned certificates (after a node's certificate changed
+    /// on purpose, e.g. it joined a cluster), as the refusal tells one to.
+    pub fn forget_pins(&self) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.config.join("appliancectl/known_servers")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeded_hash_is_argon2id_and_verifies() -> anyhow::Result<()> {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        let admin = FirstAdmin::new("admin", "a long enough password");
+        let arg = admin.arg()?;
+        let (name, phc) = arg.split_once(':').context("no colon")?;
+        assert_eq!(name, "admin");
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        let parsed = PasswordHash::new(phc).map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert!(argon2::Argon2::default()
+            .verify_password(b"a long enough password", &parsed)
+            .is_ok());
+        assert!(argon2::Argon2::default()
+            .verify_password(b"another password", &parsed)
+            .is_err());
+        Ok(())
+    }
 }
