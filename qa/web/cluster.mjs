@@ -9,21 +9,18 @@
 // WEB_C_HOST, WEB_C_CODE.
 
 import http from 'node:http';
-import { check, env, peerKey, run, shot, step, until, TIMEOUT_MS } from './lib.mjs';
+import { check, env, peerKey, run, shot, step, TIMEOUT_MS } from './lib.mjs';
 import {
+  addAndFollow,
   alerts,
   checkCookie,
-  confirmIfAsked,
   dashboardMembers,
-  fillAdd,
+  JOIN_MS,
   mainText,
   open,
   signIn,
   waitMembers,
 } from './ui.mjs';
-
-/** A join that reaches green: keys, certificates, the configuration push. */
-const JOIN_MS = 180000;
 
 const phase = env('WEB_PHASE');
 const A = env('WEB_A_URL');
@@ -54,28 +51,6 @@ async function crossSite(action) {
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, url: `http://127.0.0.1:${server.address().port}/` };
-}
-
-/** Submits the add form, confirms, follows the progress; returns the page's outcome text. */
-async function addAndFollow(page, appliance, shots = {}) {
-  await fillAdd(page, A, appliance, shots.form);
-  await confirmIfAsked(page, shots.confirm);
-  let shotTaken = false;
-  const outcome = await until(`the outcome of adding ${appliance.host}`, JOIN_MS, 500, async () => {
-    const text = await mainText(page);
-    const alert = await alerts(page);
-    if (shots.progress && !shotTaken && new URL(page.url()).pathname.startsWith('/add/progress')) {
-      shotTaken = true;
-      await shot(page, shots.progress);
-    }
-    if (alert) return { ok: false, text, alert };
-    if (/\b(is now a member|joined the cluster|was added|added to the cluster)\b/i.test(text)) {
-      return { ok: true, text, alert: '' };
-    }
-    return false;
-  });
-  step(`adding ${appliance.host}: ${outcome.ok ? 'done' : `refused: ${outcome.alert.replace(/\s+/g, ' ')}`}`);
-  return outcome;
 }
 
 await run(keys, async (context) => {
@@ -138,18 +113,18 @@ await run(keys, async (context) => {
 
     const b = { ip: env('WEB_B_IP'), host: env('WEB_B_HOST'), code: env('WEB_B_CODE'), roles: ['frontend'] };
     const c = { ip: env('WEB_C_IP'), host: env('WEB_C_HOST'), code: env('WEB_C_CODE'), roles: ['frontend'] };
-    const added = await addAndFollow(page, b, { form: 'add', confirm: 'add-confirm', progress: 'add-progress' });
+    const added = await addAndFollow(page, A, b, { form: 'add', confirm: 'add-confirm', progress: 'add-progress' });
     check(added.ok, `adding ${b.host} failed: ${added.alert}`);
     await waitMembers(page, A, [env('WEB_A_HOST'), b.host], JOIN_MS);
     await shot(page, 'dashboard');
 
     // A wrong code: a clear message, nothing changes.
-    const wrong = await addAndFollow(page, { ...c, code: wrongCode(c.code) });
+    const wrong = await addAndFollow(page, A, { ...c, code: wrongCode(c.code) });
     check(!wrong.ok, `a wrong code added ${c.host}`);
     check(/code/i.test(wrong.alert), `the wrong code's message does not say it is the code: ${wrong.alert}`);
     await shot(page, 'add-failure');
     // A second back-end: refused by the placement rules, explained.
-    const backend = await addAndFollow(page, { ...c, roles: ['frontend', 'backend'] });
+    const backend = await addAndFollow(page, A, { ...c, roles: ['frontend', 'backend'] });
     check(!backend.ok, `${c.host} was added as a second back-end`);
     check(/back-end/i.test(backend.alert), `the second back-end's refusal does not explain: ${backend.alert}`);
     await shot(page, 'add-refused');
@@ -164,7 +139,7 @@ await run(keys, async (context) => {
     const aHost = env('WEB_A_HOST');
     const bHost = env('WEB_B_HOST');
     const c = { ip: env('WEB_C_IP'), host: env('WEB_C_HOST'), code: env('WEB_C_CODE'), roles: ['frontend'] };
-    const added = await addAndFollow(page, c);
+    const added = await addAndFollow(page, A, c);
     check(added.ok, `adding ${c.host} failed: ${added.alert}`);
     const members = await waitMembers(page, A, [aHost, bHost, c.host], JOIN_MS);
     await shot(page, 'dashboard-three');

@@ -5,6 +5,9 @@
 
 import { check, shot, step, until, TIMEOUT_MS } from './lib.mjs';
 
+/** A join that reaches green: keys, certificates, the configuration push. */
+export const JOIN_MS = Number(process.env.WEB_JOIN_MS || 180000);
+
 /** The session cookie (appliance/management/src/auth/sessions.rs). */
 export const COOKIE = 'appliance_session';
 
@@ -160,4 +163,26 @@ export async function confirmIfAsked(page, shotName) {
   step(`confirmation (${path}): ${(await mainText(page)).split('\n').slice(0, 6).join(' | ')}`);
   await Promise.all([page.waitForLoadState('load'), button.first().click()]);
   return true;
+}
+
+/** Submits the add form, confirms, follows the progress; returns the page's outcome text. */
+export async function addAndFollow(page, base, appliance, shots = {}) {
+  await fillAdd(page, base, appliance, shots.form);
+  await confirmIfAsked(page, shots.confirm);
+  let shotTaken = false;
+  const outcome = await until(`the outcome of adding ${appliance.host}`, JOIN_MS, 500, async () => {
+    const text = await mainText(page);
+    const alert = await alerts(page);
+    if (shots.progress && !shotTaken && new URL(page.url()).pathname.startsWith('/add/progress')) {
+      shotTaken = true;
+      await shot(page, shots.progress);
+    }
+    if (alert) return { ok: false, text, alert };
+    if (/\b(is now a member|joined the cluster|was added|added to the cluster)\b/i.test(text)) {
+      return { ok: true, text, alert: '' };
+    }
+    return false;
+  });
+  step(`adding ${appliance.host}: ${outcome.ok ? 'done' : `refused: ${outcome.alert.replace(/\s+/g, ' ')}`}`);
+  return outcome;
 }
