@@ -36,6 +36,32 @@ pub enum PkiError {
         /// Its fingerprint.
         fingerprint: String,
     },
+    /// A certificate is past its end of validity.
+    #[error("{what} expired on {when}")]
+    Expired {
+        /// Which certificate.
+        what: String,
+        /// Its end of validity.
+        when: String,
+    },
+    /// A certificate is not valid yet.
+    #[error("{what} is not valid before {when}")]
+    NotYetValid {
+        /// Which certificate.
+        what: String,
+        /// Its start of validity.
+        when: String,
+    },
+    /// A server certificate does not name every host it must serve.
+    #[error("{what} does not cover {}; it names {}", missing.join(", "), if names.is_empty() { "nothing".to_string() } else { names.join(", ") })]
+    NotCovered {
+        /// Which certificate.
+        what: String,
+        /// The hostnames and addresses it lacks.
+        missing: Vec<String>,
+        /// The names it has.
+        names: Vec<String>,
+    },
     /// A certificate signing request is refused.
     #[error("certificate signing request refused: {reason}")]
     CsrRefused {

@@ -8,6 +8,9 @@
 //! - every node trusts the cluster CA's certificate ([`CaCert`]); only
 //!   back-end nodes hold its private key ([`CaKey`]), which signs node
 //!   certificates from their requests ([`NodeCsr`]) and renews them;
+//! - the management port (HTTPS) has its own key and certificate
+//!   ([`management`]): self-signed before joining, CA-signed as a member, or
+//!   one an administrator uploads ([`validate_uploaded`]);
 //! - the cluster configuration carries a [`RevocationList`]; the TLS
 //!   verifiers read it through a [`SharedRevocations`] handle, so a removal
 //!   takes effect on the next handshake without rebuilding any config.
@@ -27,6 +30,7 @@ pub mod cert;
 pub mod csr;
 mod error;
 pub mod key;
+pub mod management;
 pub mod revocation;
 pub mod self_signed;
 mod time_conv;
@@ -42,6 +46,10 @@ pub use cert::{CaCert, NodeCert};
 pub use csr::{NodeCsr, NodeSubject, VerifiedCsr};
 pub use error::PkiError;
 pub use key::NodeKey;
+pub use management::{
+    colon_fingerprint, management_csr, self_signed_management_cert, validate_uploaded,
+    ManagementCert,
+};
 pub use revocation::{RevocationList, SharedRevocations};
 pub use self_signed::self_signed_join_cert;
 
