@@ -19,6 +19,7 @@ use appliance_cluster::{Change, ChangeError, Member, MemberState, NodeId};
 use appliance_pki::{NodeCert, SharedRevocations};
 use uuid::Uuid;
 
+use crate::authority::SignedManagementCert;
 use crate::client::ClusterDialer;
 use crate::error::PeerError;
 use crate::node::PeerNode;
@@ -201,6 +202,16 @@ impl PeerNode {
     /// events after `after_seq`, oldest first.
     pub async fn events(&self, after_seq: u64, limit: u32) -> Result<Vec<Event>, PeerError> {
         Ok(self.authority()?.events(after_seq, limit).await?)
+    }
+
+    /// Has the authority sign this node's management-port certificate from
+    /// the PEM request `csr_pem` (for this node's hostname and addresses in
+    /// the configuration only).
+    pub async fn sign_management(&self, csr_pem: &str) -> Result<SignedManagementCert, PeerError> {
+        Ok(self
+            .authority()?
+            .sign_management(self.node_id(), csr_pem)
+            .await?)
     }
 
     /// Has the authority make `change`, follows it here and has it pushed

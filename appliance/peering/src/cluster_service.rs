@@ -407,10 +407,18 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::SignManagementRequest>,
     ) -> Result<Response<pb::ManagementCertificate>, Status> {
-        let (info, _, _) = self.member_caller(&req, "SignManagement")?;
-        self.authority(&info, "SignManagement")?;
-        Err(Status::unimplemented(
-            "this authority does not sign management certificates yet",
-        ))
+        let (info, caller, _) = self.member_caller(&req, "SignManagement")?;
+        let authority = self.authority(&info, "SignManagement")?;
+        let signed = authority
+            .sign_management(caller, &req.get_ref().csr_pem)
+            .await
+            .map_err(|e| {
+                tracing::warn!(peer = %info.remote, %caller, "management certificate refused: {e}");
+                authority_status(&e)
+            })?;
+        Ok(Response::new(pb::ManagementCertificate {
+            cert_pem: signed.cert_pem,
+            ca_pem: signed.ca_pem,
+        }))
     }
 }

@@ -42,7 +42,7 @@ use std::time::Duration;
 pub use admin::{ChangeReport, PushFailure, PushOutcome, RemoveReport};
 pub use authority::{
     Authority, AuthorityError, AuthorityRecord, LocalAuthority, MemoryPersist, Persist,
-    RemoteAuthority,
+    RemoteAuthority, SignedManagementCert,
 };
 pub use client::{ClusterDialer, JoinConnection, PeerResolver, SamePort};
 pub use error::{HookError, PeerError};

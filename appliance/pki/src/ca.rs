@@ -222,6 +222,102 @@ impl CaKey {
         );
         Ok(cert)
     }
+
+    /// Signs a TLS server certificate (a node's management port) from the
+    /// PEM certificate request `csr_pem`, whose signature is checked. Every
+    /// name it asks for must be one of `dns_names` (compared without case)
+    /// or `addresses`; it must ask for at least one, and for no other kind
+    /// of name; a request asking for any other is refused, naming it. The
+    /// certificate has those names (the first as common name), a random
+    /// 128-bit serial, key usage digitalSignature, extended key usage
+    /// serverAuth only, and is valid [`NODE_CERT_VALIDITY`] from `now`
+    /// (never beyond the CA). Returns it as PEM.
+    pub fn sign_server_csr(
+        &self,
+        csr_pem: &str,
+        dns_names: &[String],
+        addresses: &[std::net::IpAddr],
+        now: SystemTime,
+    ) -> Result<String, PkiError> {
+        use rcgen::{CertificateSigningRequestParams, SanType};
+        let refuse = |reason: String| PkiError::CsrRefused { reason };
+        let der = crate::cert::pem_decode(
+            csr_pem,
+            "CERTIFICATE REQUEST",
+            "the server certificate request",
+        )?;
+        let parsed = CertificateSigningRequestParams::from_der(
+            &rustls::pki_types::CertificateSigningRequestDer::from(der.as_slice()),
+        )
+        .map_err(|e| refuse(format!("it does not parse or its signature is wrong: {e}")))?;
+        let mut sans = Vec::new();
+        for san in &parsed.params.subject_alt_names {
+            match san {
+                SanType::DnsName(name)
+                    if dns_names
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(name.as_str())) =>
+                {
+                    sans.push(san.clone())
+                }
+                SanType::DnsName(name) => {
+                    return Err(refuse(format!(
+                        "it asks for the name {:?}, which is not among {dns_names:?}",
+                        name.as_str()
+                    )))
+                }
+                SanType::IpAddress(ip) if addresses.contains(ip) => sans.push(san.clone()),
+                SanType::IpAddress(ip) => {
+                    return Err(refuse(format!(
+                        "it asks for the address {ip}, which is not among {addresses:?}"
+                    )))
+                }
+                other => return Err(refuse(format!("it asks for the name {other:?}"))),
+            }
+        }
+        let common_name = match sans.first() {
+            Some(SanType::DnsName(n)) => n.as_str().to_string(),
+            Some(SanType::IpAddress(ip)) => ip.to_string(),
+            _ => return Err(refuse("it asks for no DNS name or IP address".into())),
+        };
+        if now >= self.cert.not_after() {
+            return Err(refuse(format!(
+                "the cluster CA {} has expired; no certificate can be signed",
+                self.cert.fingerprint()
+            )));
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name.clone());
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans;
+        let start = sub(now, BACKDATE, "the server certificate's start of validity")?;
+        let end = add(
+            now,
+            NODE_CERT_VALIDITY,
+            "the server certificate's end of validity",
+        )?
+        .min(self.cert.not_after());
+        params.not_before = to_offset(start, "the server certificate's start of validity")?;
+        params.not_after = to_offset(end, "the server certificate's end of validity")?;
+        params.serial_number = Some(SerialNumber::from_slice(&random_bytes::<16>()?));
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&parsed.public_key, &self.issuer)
+            .map_err(|source| PkiError::Rcgen {
+                action: format!("sign the server certificate for {common_name}"),
+                source,
+            })?;
+        tracing::info!(
+            name = %common_name,
+            fingerprint = %crate::fingerprint(cert.der()),
+            "signed a server certificate"
+        );
+        Ok(crate::cert::pem_encode("CERTIFICATE", cert.der()))
+    }
 }
 
 impl fmt::Debug for CaKey {

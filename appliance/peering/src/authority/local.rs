@@ -15,7 +15,7 @@ use appliance_pki::{CaCert, CaKey, NodeCert, NodeCsr};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{describe, Admission, Authority, AuthorityError};
+use super::{describe, Admission, Authority, AuthorityError, SignedManagementCert};
 use crate::error::HookError;
 use crate::node::authority_member;
 use crate::state::ClusterState;
@@ -320,6 +320,33 @@ impl Authority for LocalAuthority {
             .list(after_seq, limit)
             .await
             .map_err(AuthorityError::Persist)
+    }
+
+    async fn sign_management(
+        &self,
+        node: NodeId,
+        csr_pem: &str,
+    ) -> Result<SignedManagementCert, AuthorityError> {
+        let member = {
+            let record = self.record.lock().await;
+            record
+                .state
+                .config
+                .member(&node)
+                .cloned()
+                .ok_or(ChangeError::UnknownNode { node })?
+        };
+        let cert_pem = self.ca.sign_server_csr(
+            csr_pem,
+            std::slice::from_ref(&member.hostname),
+            &member.addresses,
+            (self.clock)(),
+        )?;
+        tracing::info!(%node, hostname = %member.hostname, "signed a management certificate");
+        Ok(SignedManagementCert {
+            cert_pem,
+            ca_pem: self.ca.cert().to_pem(),
+        })
     }
 }
 

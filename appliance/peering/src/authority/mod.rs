@@ -105,6 +105,15 @@ pub struct Admission {
     pub state: ClusterState,
 }
 
+/// A management-port server certificate the authority signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedManagementCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The cluster CA's certificate, PEM (the chain after it).
+    pub ca_pem: String,
+}
+
 /// The one place cluster changes and certificates come from.
 #[async_trait]
 pub trait Authority: Send + Sync {
@@ -129,6 +138,16 @@ pub trait Authority: Send + Sync {
     /// The newest `limit` events numbered after `after_seq`, oldest first
     /// (see [`crate::EventTrail::list`]).
     async fn events(&self, after_seq: u64, limit: u32) -> Result<Vec<Event>, AuthorityError>;
+    /// Signs a management-port server certificate for member `node` from
+    /// the PEM request `csr_pem`, with the cluster CA, only for the
+    /// hostname and addresses `node` has in the configuration (a request
+    /// for any other name is refused, naming it). A member asks for its
+    /// own node only.
+    async fn sign_management(
+        &self,
+        node: NodeId,
+        csr_pem: &str,
+    ) -> Result<SignedManagementCert, AuthorityError>;
 }
 
 /// A change in a few words, for logs.

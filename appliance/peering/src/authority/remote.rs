@@ -1,11 +1,11 @@
 //! [`RemoteAuthority`], the authority seen from any other member: every
 //! request forwarded over the `Cluster` service to the authority node.
 
-use appliance_cluster::{Change, Member};
+use appliance_cluster::{Change, Member, NodeId};
 use appliance_pki::{NodeCert, NodeCsr};
 use async_trait::async_trait;
 
-use super::{Admission, Authority, AuthorityError};
+use super::{Admission, Authority, AuthorityError, SignedManagementCert};
 use crate::client::ClusterDialer;
 use crate::pb;
 use crate::state::ClusterState;
@@ -147,5 +147,33 @@ impl Authority for RemoteAuthority {
             .into_iter()
             .map(Event::from)
             .collect())
+    }
+
+    async fn sign_management(
+        &self,
+        node: NodeId,
+        csr_pem: &str,
+    ) -> Result<SignedManagementCert, AuthorityError> {
+        // The authority signs for the node the caller's certificate names.
+        let me = NodeId(self.dialer.cert().node_id());
+        if node != me {
+            return Err(AuthorityError::Unsupported(format!(
+                "a member asks for its own management certificate only; node {node} is not \
+                 this node ({me})"
+            )));
+        }
+        let reply = self
+            .client()
+            .await?
+            .sign_management(pb::SignManagementRequest {
+                csr_pem: csr_pem.to_string(),
+            })
+            .await
+            .map_err(|s| self.remote(s.message()))?
+            .into_inner();
+        Ok(SignedManagementCert {
+            cert_pem: reply.cert_pem,
+            ca_pem: reply.ca_pem,
+        })
     }
 }
