@@ -13,6 +13,8 @@ command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v make >/dev/null || need+=(make)
 command -v tmux >/dev/null || need+=(tmux)
 command -v curl >/dev/null || need+=(curl)
+# qa/tests/management_api.rs: TLS 1.1 offered to the management port must fail.
+command -v openssl >/dev/null || need+=(openssl)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v sysctl >/dev/null || need+=(procps)
 # The VM tests: QEMU under software emulation, OVMF for UEFI, e2fsck on images.
