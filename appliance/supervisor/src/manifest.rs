@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
-use crate::manifest_types::{Health, HealthCheck, Port, Restart, Role, Stop};
+use crate::manifest_types::{Exposure, Health, HealthCheck, Port, Protocol, Restart, Role, Stop};
 pub use crate::order::start_order;
 
 /// The only manifest format version this build understands.
@@ -54,6 +54,10 @@ pub enum ManifestError {
         "{file}: environment variable {key:?} is invalid; names need no '=' or NUL, values no NUL"
     )]
     Environment { file: String, key: String },
+    #[error(
+        "{file}: port {name:?} has exposure = \"management\"; only one TCP port may, and only in a role = \"system\" service"
+    )]
+    ManagementPort { file: String, name: String },
     #[error("service name {name:?} is used by both {first} and {second}; rename one")]
     DuplicateName {
         name: String,
@@ -230,6 +234,23 @@ impl Manifest {
         for p in &self.ports {
             if p.port == 0 {
                 return zero("port.port");
+            }
+        }
+        // The management port belongs to the appliance itself: one service
+        // on every node (role system) listens on it, over TCP.
+        let mut management = self
+            .ports
+            .iter()
+            .filter(|p| p.exposure == Exposure::Management);
+        if let Some(p) = management.next() {
+            if self.role != Role::System
+                || p.protocol != Protocol::Tcp
+                || management.next().is_some()
+            {
+                return Err(ManifestError::ManagementPort {
+                    file,
+                    name: p.name.clone(),
+                });
             }
         }
         Ok(())

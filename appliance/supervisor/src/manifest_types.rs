@@ -11,6 +11,10 @@ use serde::Deserialize;
 pub enum Role {
     Frontend,
     Backend,
+    /// Part of the appliance itself (e.g. the management server): runs on
+    /// every node, member or not, whatever its roles; the cluster's
+    /// placement never sees it.
+    System,
 }
 
 /// Transport protocol of a port.
@@ -30,12 +34,18 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// Who may reach a port: anyone (`public`) or only cluster peers (`internal`).
+/// Who may reach a port: anyone (`public`), only cluster peers
+/// (`internal`), or the node's management port (`management`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Exposure {
     Public,
     Internal,
+    /// The node's management port (TCP only, one per manifest): the daemon
+    /// puts the node's configured port in place of the declared one (also
+    /// in a health check on it) and the firewall's management rule, with
+    /// its allowed sources, covers it; it is never opened as a public port.
+    Management,
 }
 
 /// One `[[port]]` table.

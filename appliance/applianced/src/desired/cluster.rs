@@ -74,21 +74,26 @@ impl ClusterPart {
     }
 }
 
-/// The tier of a manifest, as placement sees it.
-pub fn role_of(m: &Manifest) -> Role {
+/// The tier of a manifest, as placement sees it; `None` for a system
+/// service, which runs on every node and is never placed.
+pub fn role_of(m: &Manifest) -> Option<Role> {
     match m.role {
-        appliance_supervisor::manifest_types::Role::Frontend => Role::Frontend,
-        appliance_supervisor::manifest_types::Role::Backend => Role::Backend,
+        appliance_supervisor::manifest_types::Role::Frontend => Some(Role::Frontend),
+        appliance_supervisor::manifest_types::Role::Backend => Some(Role::Backend),
+        appliance_supervisor::manifest_types::Role::System => None,
     }
 }
 
-/// The manifests as the cluster's placement sees them.
+/// The manifests as the cluster's placement sees them (system services
+/// left out).
 pub fn service_specs(manifests: &[Manifest]) -> Vec<ServiceSpec> {
     manifests
         .iter()
-        .map(|m| ServiceSpec {
-            name: m.name.clone(),
-            kind: role_of(m),
+        .filter_map(|m| {
+            Some(ServiceSpec {
+                name: m.name.clone(),
+                kind: role_of(m)?,
+            })
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use appliance_config::ValidConfig;
 use appliance_firewall::{FirewallSpec, PortSpec, Proto};
 use appliance_supervisor::manifest::Manifest;
-use appliance_supervisor::manifest_types::{Exposure, Protocol};
+use appliance_supervisor::manifest_types::{Exposure, HealthCheck, Protocol};
 use serde::{Deserialize, Serialize};
 
 use cluster::{role_of, ClusterPart, BACKENDS_ENV};
@@ -57,20 +57,25 @@ impl Desired {
         }
     }
 
-    /// The services this node runs: as a cluster member those the cluster's
-    /// placement puts here, otherwise those whose role is one of the node's.
+    /// The services this node runs: the system services (on every node),
+    /// then as a cluster member those the cluster's placement puts here,
+    /// otherwise those whose role is one of the node's.
     /// Dependencies on services placed elsewhere are dropped here: the
     /// cluster satisfies them over the network (services find the back-end
     /// in `APPLIANCE_BACKENDS`), they are not started in order on this node.
+    /// A management port takes the node's configured number
+    /// ([`management_port_here`]).
     pub fn placement(&self, manifests: &[Manifest]) -> Vec<Manifest> {
         let roles = &self.config.roles;
         let placed: Vec<Manifest> = manifests
             .iter()
-            .filter(|m| match &self.cluster.member {
-                Some(member) => member.services.contains(&m.name),
-                None => roles.contains(&role_of(m)),
+            .filter(|m| match (role_of(m), &self.cluster.member) {
+                (None, _) => true,
+                (Some(_), Some(member)) => member.services.contains(&m.name),
+                (Some(role), None) => roles.contains(&role),
             })
             .cloned()
+            .map(|m| management_port_here(m, self.config.management.port))
             .collect();
         let names: BTreeSet<String> = placed.iter().map(|m| m.name.clone()).collect();
         let backends = self.cluster.backends_env();
@@ -133,6 +138,8 @@ impl Desired {
                 match p.exposure {
                     Exposure::Public => spec.public.insert(port),
                     Exposure::Internal => spec.internal.insert(port),
+                    // The management rule (with its sources) covers it.
+                    Exposure::Management => false,
                 };
             }
         }
@@ -147,6 +154,38 @@ impl Desired {
             .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
             .collect()
     }
+}
+
+/// The environment variable that tells a service with a management port
+/// (`exposure = "management"`) the node's management port to listen on.
+pub const MANAGEMENT_PORT_ENV: &str = "APPLIANCE_MANAGEMENT_PORT";
+
+/// `m` with its management port (if any) set to the node's `port`: the
+/// port entry, a health check on the declared port, and
+/// [`MANAGEMENT_PORT_ENV`]. The manifest declares a default (8443); the
+/// node configuration's `[management] port` decides.
+pub fn management_port_here(mut m: Manifest, port: u16) -> Manifest {
+    let Some(p) = m
+        .ports
+        .iter_mut()
+        .find(|p| p.exposure == Exposure::Management)
+    else {
+        return m;
+    };
+    let declared = std::mem::replace(&mut p.port, port);
+    if let Some(h) = &mut m.health {
+        match &mut h.check {
+            HealthCheck::Tcp { port: checked } | HealthCheck::Http { port: checked, .. }
+                if *checked == declared =>
+            {
+                *checked = port;
+            }
+            _ => {}
+        }
+    }
+    m.environment
+        .insert(MANAGEMENT_PORT_ENV.to_owned(), port.to_string());
+    m
 }
 
 /// Why a peer address was refused.
@@ -315,6 +354,90 @@ mod tests {
             d.roles(),
             BTreeSet::from([appliance_config::Role::Frontend])
         );
+    }
+
+    /// A system service with a management port, as `services/management.toml` declares it.
+    fn system_service() -> Manifest {
+        Manifest::parse(
+            "version = 1\nname = \"mgmt\"\nrole = \"system\"\ncommand = \"mgmt\"\n\
+             [[port]]\nname = \"https\"\nport = 8443\nprotocol = \"tcp\"\n\
+             exposure = \"management\"\n[health.tcp]\nport = 8443\n",
+            Path::new("mgmt.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn system_services_run_everywhere_on_the_configured_management_port() {
+        let mut all = manifests();
+        all.push(system_service());
+        let member = |services: &[&str]| {
+            Some(MemberPart {
+                roles: BTreeSet::from([appliance_config::Role::Backend]),
+                services: services.iter().map(|s| (*s).to_owned()).collect(),
+                peers: BTreeSet::new(),
+                local_backend: true,
+                remote_backends: vec![],
+            })
+        };
+        let unjoined = Desired {
+            config: appliance_config::parse(
+                "version = 1\nhostname = \"b\"\nroles = [\"backend\"]\n\n\
+                 [management]\nport = 9443\n\n[[interface]]\nname = \"eth0\"\n\
+                 addresses = [\"10.0.0.2/24\"]\n",
+            )
+            .unwrap(),
+            ..desired(ClusterPart::default())
+        };
+        for d in [
+            unjoined.clone(),
+            Desired {
+                cluster: ClusterPart {
+                    ports: Some(PORTS),
+                    member: member(&["audit"]),
+                    ..ClusterPart::default()
+                },
+                ..unjoined.clone()
+            },
+            // Even a member the placement gives nothing.
+            Desired {
+                cluster: ClusterPart {
+                    ports: Some(PORTS),
+                    member: member(&[]),
+                    ..ClusterPart::default()
+                },
+                ..unjoined.clone()
+            },
+        ] {
+            let placed = d.placement(&all);
+            let m = placed
+                .iter()
+                .find(|m| m.name == "mgmt")
+                .expect("system service placed");
+            assert_eq!(m.ports[0].port, 9443);
+            assert_eq!(
+                m.health.as_ref().map(|h| h.check.clone()),
+                Some(HealthCheck::Tcp { port: 9443 })
+            );
+            assert_eq!(m.environment[MANAGEMENT_PORT_ENV], "9443");
+            assert!(!placed.iter().any(|m| m.name == "portal"));
+            // Its port is the management rule's, never a public one.
+            let fw = d.firewall_spec(&placed);
+            assert_eq!(fw.management_port, 9443);
+            assert!(!fw.public.contains(&tcp(9443)) && !fw.internal.contains(&tcp(9443)));
+        }
+        // The cluster's placement never sees it.
+        let specs = cluster::service_specs(&all);
+        assert!(!specs.iter().any(|s| s.name == "mgmt"), "{specs:?}");
+        assert_eq!(specs.len(), 2);
+    }
+
+    #[test]
+    fn without_the_cluster_nothing_changes() {
+        let d = desired(ClusterPart::default());
+        let fw = d.firewall_spec(&d.placement(&manifests()));
+        assert!(!fw.public.contains(&tcp(7443)));
+        assert!(!fw.internal.contains(&tcp(7443)));
     }
 
     #[test]

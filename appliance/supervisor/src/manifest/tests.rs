@@ -210,3 +210,48 @@ fn shipped_service_manifests_load() {
         Some(HealthCheck::Tcp { port: 7100 })
     );
 }
+
+const MANAGEMENT_PORT: &str = r#"
+[[port]]
+name = "https"
+port = 8443
+protocol = "tcp"
+exposure = "management"
+"#;
+
+#[test]
+fn system_role_with_one_management_port_parses() {
+    let text = BASE.replace("role = \"frontend\"", "role = \"system\"");
+    let m = parse(&format!("{text}{MANAGEMENT_PORT}")).expect("valid");
+    assert_eq!(m.role, Role::System);
+    assert_eq!(m.ports[0].exposure, Exposure::Management);
+    // A system service needs no management port.
+    assert_eq!(parse(&text).expect("valid").role, Role::System);
+}
+
+#[test]
+fn refuses_misplaced_management_ports() {
+    let system = BASE.replace("role = \"frontend\"", "role = \"system\"");
+    let cases = [
+        // Only the appliance's own (system) services serve the management port.
+        format!("{BASE}{MANAGEMENT_PORT}"),
+        // TCP only.
+        format!(
+            "{system}{}",
+            MANAGEMENT_PORT.replace("protocol = \"tcp\"", "protocol = \"udp\"")
+        ),
+        // One per manifest.
+        format!(
+            "{system}{MANAGEMENT_PORT}{}",
+            MANAGEMENT_PORT.replace("8443", "9443")
+        ),
+    ];
+    for text in cases {
+        let e = parse(&text).expect_err("misplaced management port");
+        assert!(
+            matches!(&e, ManifestError::ManagementPort { name, .. } if name == "https"),
+            "{text}: {e}"
+        );
+        assert!(e.to_string().contains("web.toml"), "{e}");
+    }
+}
