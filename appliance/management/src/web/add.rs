@@ -56,6 +56,17 @@ pub struct Step {
     pub tone: Tone,
 }
 
+/// How an add ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// True when the appliance joined.
+    pub ok: bool,
+    /// Why it did not (applianced's words), or what is still pending.
+    pub reason: String,
+    /// What to do next; empty when there is nothing to do.
+    pub next: String,
+}
+
 /// An add in progress or finished.
 pub struct Run {
     /// Who started it.
@@ -65,8 +76,8 @@ pub struct Run {
     pub roles: Vec<String>,
     started: Instant,
     steps: Mutex<Vec<Step>>,
-    /// How it ended, once it has: (ok, what to do next).
-    outcome: Mutex<Option<(bool, String)>>,
+    /// How it ended, once it has.
+    outcome: Mutex<Option<Outcome>>,
     /// Bumped at every step and at the end, so watchers wake up.
     changed: watch::Sender<u64>,
 }
@@ -81,13 +92,14 @@ impl Run {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    fn finish(&self, ok: bool, next: String) {
-        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some((ok, next));
+    fn finish(&self, ok: bool, reason: String, next: String) {
+        let outcome = Outcome { ok, reason, next };
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
         self.changed.send_modify(|n| *n += 1);
     }
 
     /// How it ended, or `None` while it runs.
-    pub fn outcome(&self) -> Option<(bool, String)> {
+    pub fn outcome(&self) -> Option<Outcome> {
         self.outcome
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -323,8 +335,8 @@ fn add_form(who: &Principal, form: &AddForm) -> Markup {
                 }
                 fieldset.checks {
                     legend.hint { "Roles" }
-                    label { input type="checkbox" name="frontend" checked[form.frontend.is_some()]; "Front-end" }
-                    label { input type="checkbox" name="backend" checked[form.backend.is_some()]; "Back-end" }
+                    label { input type="checkbox" name="frontend" value="frontend" checked[form.frontend.is_some()]; "Front-end" }
+                    label { input type="checkbox" name="backend" value="backend" checked[form.backend.is_some()]; "Back-end" }
                 }
                 div.actions { button type="submit" { "Continue…" } }
             }
@@ -532,6 +544,7 @@ pub async fn start(
             });
             run.finish(
                 false,
+                format!("no answer after {} s", ADD_TIMEOUT.as_secs()),
                 "Look at the dashboard and the events to see whether it joined.".into(),
             );
         }
@@ -665,8 +678,15 @@ async fn drive(
                 .unwrap_or_default(),
         };
         let result = if refused { "refused" } else { "failed" };
-        super::audit(state, who, "cluster.add", detail, Err((result, reason))).await;
-        run.finish(false, next_after_failure(&last_kind).to_string());
+        super::audit(
+            state,
+            who,
+            "cluster.add",
+            detail,
+            Err((result, reason.clone())),
+        )
+        .await;
+        run.finish(false, reason, next_after_failure(&last_kind).to_string());
         return;
     }
     let node_id = final_event.map(|e| e.node_id).unwrap_or_default();
@@ -702,7 +722,7 @@ async fn wait_active(state: &AppState, run: &Run, node_id: &str, name: &str) {
                         elapsed_ms: run.elapsed_ms(),
                         tone: Tone::Green,
                     });
-                    run.finish(true, String::new());
+                    run.finish(true, String::new(), String::new());
                     return;
                 }
             }
@@ -726,7 +746,10 @@ async fn wait_active(state: &AppState, run: &Run, node_id: &str, name: &str) {
     });
     run.finish(
         true,
-        format!("{name} is a member. Open its page from the dashboard to see which service is not healthy yet; it turns active once they are."),
+        format!("{name} is not active yet (state: {state_word})"),
+        "Open its page from the dashboard to see which service is not healthy yet; it turns \
+         active once they are."
+            .to_string(),
     );
 }
 
@@ -743,18 +766,23 @@ fn step_markup(s: &Step) -> Markup {
 }
 
 fn outcome_markup(run: &Run) -> Markup {
-    match run.outcome() {
-        None => html! {},
-        Some((true, next)) if next.is_empty() => html! {
-            div.alert.ok { strong { "The appliance joined the cluster and is active." }
+    let Some(o) = run.outcome() else {
+        return html! {};
+    };
+    match o.ok {
+        true if o.next.is_empty() => html! {
+            div.alert.ok role="status" { strong { "The appliance joined the cluster and is active." }
                 p { a href="/" { "Back to the dashboard" } } }
         },
-        Some((true, next)) => html! {
-            div.alert.warn { strong { "The appliance joined the cluster." } p { (next) }
+        true => html! {
+            div.alert.warn role="status" { strong { "The appliance joined the cluster." }
+                p { (o.reason) "." } p { (o.next) }
                 p { a href="/" { "Back to the dashboard" } } }
         },
-        Some((false, next)) => html! {
-            div.alert.error { strong { "The appliance was not added." } p { (next) }
+        false => html! {
+            // An alert: the one thing on the page to read now.
+            div.alert.error role="alert" { strong { "The appliance was not added." }
+                p.verbatim { (o.reason) } p.next { (o.next) }
                 p { a href="/add" { "Add appliance" } " · " a href="/events" { "Events" } } }
         },
     }

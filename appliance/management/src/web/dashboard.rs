@@ -126,7 +126,7 @@ fn summary(cluster: &ClusterStatusReply, status: Option<&StatusReply>) -> Markup
             section.panel #availability {
                 h2 { "Availability" }
                 div.figure { (light(ha.tone, &ha.headline)) }
-                p.muted { (capitalise(&ha.why)) "." }
+                p.muted { (ha.why) "." }
                 @for w in &cluster.warnings { p.small { "⚠ " (w) } }
             }
             section.panel {
@@ -253,12 +253,4 @@ fn recent_events(events: &Result<Vec<AuditEvent>, tonic::Status>) -> Markup {
 /// The first 12 characters of an id, enough to tell clusters apart.
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
 }

@@ -198,8 +198,8 @@ fn changes(who: &Principal, node: &Node, m: &ClusterMember) -> Markup {
                 form.stack method="post" action={ "/nodes/" (m.node_id) "/roles" } {
                     (csrf(who))
                     div.checks {
-                        label { input type="checkbox" name="frontend" checked[has("frontend")]; "Front-end" }
-                        label { input type="checkbox" name="backend" checked[has("backend")]; "Back-end" }
+                        label { input type="checkbox" name="frontend" value="frontend" checked[has("frontend")]; "Front-end" }
+                        label { input type="checkbox" name="backend" value="backend" checked[has("backend")]; "Back-end" }
                     }
                     div.actions { button.secondary type="submit" { "Change roles…" } }
                 }
