@@ -123,7 +123,8 @@ fn random_hex(bytes: usize) -> String {
     hex(&buf)
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()
