@@ -519,6 +519,126 @@ impl RemoteCtl {
     }
 }
 
+/// Accepts any server certificate: the checks and figures that use it are
+/// about what a management port answers, not about trusting it
+/// (appliancectl's pinning has its own tests). Signatures are still checked.
+#[derive(Debug)]
+struct AnyCert(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// A TLS connector for a management port: TLS 1.3 and 1.2 or
+/// (`tls12_only`) 1.2 alone, offering `alpn` (`h2`, `http/1.1`), any certificate.
+pub fn management_tls(tls12_only: bool, alpn: &[u8]) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(
+            provider.signature_verification_algorithms,
+        )))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// A TCP connection opened inside the namespace named `ns` (bounded by `limit`).
+pub fn tcp_in(ns: &str, addr: SocketAddr, limit: Duration) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    let file = std::fs::File::open(format!("/var/run/netns/{ns}"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            std::net::TcpStream::connect_timeout(&addr, limit)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("connect thread panicked")))
+    })
+}
+
+/// A TLS connection from the namespace named `ns` to `addr`.
+pub async fn tls_in(
+    ns: &str,
+    addr: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = ns.to_owned();
+    let std = tokio::task::spawn_blocking(move || tcp_in(&name, addr, Duration::from_secs(5)))
+        .await
+        .map_err(std::io::Error::other)??;
+    std.set_nonblocking(true)?;
+    std.set_nodelay(true)?;
+    let tcp = tokio::net::TcpStream::from_std(std)?;
+    connector
+        .connect(
+            rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+            tcp,
+        )
+        .await
+}
+
+/// A gRPC channel from `ns` to the management port at `addr` (HTTP/2 over
+/// TLS 1.3 and 1.2, or 1.2 alone), trusting any certificate.
+pub async fn management_channel(
+    ns: &Netns,
+    addr: SocketAddr,
+    tls12_only: bool,
+) -> anyhow::Result<Channel> {
+    let connector = management_tls(tls12_only, b"h2")?;
+    let ns = ns.name().to_owned();
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let (connector, ns) = (connector.clone(), ns.clone());
+                async move {
+                    let tls = tls_in(&ns, addr, &connector).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                }
+            }))
+            .await?,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

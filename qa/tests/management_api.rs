@@ -9,10 +9,7 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::process::Output;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -20,13 +17,10 @@ use appliance_api::v1::management_client::ManagementClient;
 use appliance_api::v1::node_client::NodeClient;
 use appliance_api::v1::*;
 use common::*;
-use hyper_util::rt::TokioIo;
 use qa::lan::Lan;
 use qa::netns::Netns;
-use qa::node::{wait_converged, HostedNode, NodeSpec, RemoteCtl};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tonic::transport::{Channel, Endpoint, Uri};
+use qa::node::{management_channel, tcp_in, wait_converged, HostedNode, NodeSpec, RemoteCtl};
+use tonic::transport::Channel;
 use tonic::Code;
 
 const ADMIN: &str = "admin";
@@ -122,97 +116,6 @@ fn token(c: &RemoteCtl, node: &HostedNode) -> anyhow::Result<String> {
         .with_context(|| format!("reading {}", path.display()))?
         .trim()
         .to_owned())
-}
-
-/// Accepts any server certificate: these checks are about what the server
-/// answers, not about trusting it (appliancectl's pinning has its own tests).
-#[derive(Debug)]
-struct AnyCert(rustls::crypto::WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
-/// A TCP connection opened inside namespace `ns` (bounded).
-fn tcp_in(ns: &str, addr: SocketAddr, limit: Duration) -> std::io::Result<std::net::TcpStream> {
-    let file = std::fs::File::open(format!("/var/run/netns/{ns}"))?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)?;
-            std::net::TcpStream::connect_timeout(&addr, limit)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("connect thread panicked")))
-    })
-}
-
-/// A gRPC channel from `ns` to a management port, over TLS 1.3 and 1.2 or
-/// (`tls12_only`) TLS 1.2 alone.
-async fn channel(ns: &Netns, addr: SocketAddr, tls12_only: bool) -> anyhow::Result<Channel> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
-        &[&rustls::version::TLS12]
-    } else {
-        &[&rustls::version::TLS13, &rustls::version::TLS12]
-    };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(
-            provider.signature_verification_algorithms,
-        )))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let ns = ns.name().to_owned();
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let (connector, ns) = (connector.clone(), ns.clone());
-            async move {
-                let std =
-                    tokio::task::spawn_blocking(move || tcp_in(&ns, addr, Duration::from_secs(5)))
-                        .await
-                        .map_err(std::io::Error::other)??;
-                std.set_nonblocking(true)?;
-                let tcp = tokio::net::TcpStream::from_std(std)?;
-                let tls = connector
-                    .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-                    .await?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
-            }
-        }))
-        .await?)
 }
 
 /// A request with `authorization: Bearer token` when given.
@@ -464,7 +367,7 @@ async fn a_cluster_formed_remotely_with_viewers_refused_and_sign_in_slowed() -> 
     )
     .await?;
     assert!(!out.status.success(), "a viewer added an account");
-    let ch = channel(&host_ns, a.management_addr()?, false).await?;
+    let ch = management_channel(&host_ns, a.management_addr()?, false).await?;
     let vt = token(&viewer, &a)?;
     let mut n = NodeClient::new(ch.clone());
     let mut m = ManagementClient::new(ch.clone());
@@ -587,14 +490,14 @@ async fn tokens_tls_networks_and_a_flood_on_the_management_port() -> anyhow::Res
     let token_a = token(&admin, &a)?;
 
     // No token, or one that is not valid: every call is UNAUTHENTICATED.
-    let ch = channel(&host_ns, addr, false).await?;
+    let ch = management_channel(&host_ns, addr, false).await?;
     for t in [None, Some("not-a-valid-token")] {
         for (method, code) in every_call(&ch, t).await? {
             assert_eq!(code, Code::Unauthenticated, "{method} with token {t:?}");
         }
     }
     // TLS 1.2 alone is served, and the token works over it.
-    let ch12 = channel(&host_ns, addr, true).await?;
+    let ch12 = management_channel(&host_ns, addr, true).await?;
     let me = ManagementClient::new(ch12)
         .who_am_i(req(WhoAmIRequest {}, Some(&token_a))?)
         .await?
@@ -637,25 +540,9 @@ async fn tokens_tls_networks_and_a_flood_on_the_management_port() -> anyhow::Res
             if start.elapsed() > Duration::from_secs(60) {
                 break;
             }
-            let file = std::fs::File::open(format!("/var/run/netns/{flood_ns}"));
-            let wave: Vec<std::net::TcpStream> = std::thread::scope(|s| {
-                s.spawn(|| {
-                    let Ok(file) = file else { return Vec::new() };
-                    if nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                        .is_err()
-                    {
-                        return Vec::new();
-                    }
-                    (0..100)
-                        .filter_map(|_| {
-                            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-                                .ok()
-                        })
-                        .collect()
-                })
-                .join()
-                .unwrap_or_default()
-            });
+            let wave: Vec<std::net::TcpStream> = (0..100)
+                .filter_map(|_| tcp_in(&flood_ns, addr, Duration::from_millis(500)).ok())
+                .collect();
             opened += u32::try_from(wave.len()).unwrap_or(0);
             std::thread::sleep(Duration::from_millis(100));
             drop(wave);
@@ -676,7 +563,7 @@ async fn tokens_tls_networks_and_a_flood_on_the_management_port() -> anyhow::Res
     }
     let (opened, took) = flood.await?;
     // A new connection from the host is served too.
-    let fresh = channel(&host_ns, addr, false).await?;
+    let fresh = management_channel(&host_ns, addr, false).await?;
     NodeClient::new(fresh)
         .status(req(StatusRequest {}, Some(&token_a))?)
         .await?;
