@@ -31,7 +31,7 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         runs: usize,
         /// Measures only these areas (repeatable: firewall, applianced,
-        /// image, cluster); all of them when absent.
+        /// image, cluster, management); all of them when absent.
         #[arg(long = "area", value_enum)]
         areas: Vec<bench::Area>,
         /// The built image the VM figures boot (`make image`'s output).

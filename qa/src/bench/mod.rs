@@ -7,6 +7,7 @@ mod applianced;
 mod cluster;
 mod firewall;
 mod image;
+mod management;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -67,11 +68,18 @@ pub enum Area {
     Applianced,
     Image,
     Cluster,
+    Management,
 }
 
 impl Area {
     /// Every area, in the order they are measured.
-    const ALL: [Area; 4] = [Area::Firewall, Area::Applianced, Area::Image, Area::Cluster];
+    const ALL: [Area; 5] = [
+        Area::Firewall,
+        Area::Applianced,
+        Area::Image,
+        Area::Cluster,
+        Area::Management,
+    ];
 
     /// The area's file name without `.json`.
     fn name(self) -> &'static str {
@@ -80,6 +88,7 @@ impl Area {
             Area::Applianced => "applianced",
             Area::Image => "image",
             Area::Cluster => "cluster",
+            Area::Management => "management",
         }
     }
 }
@@ -99,6 +108,7 @@ pub fn run(out: &Path, runs: usize, only: &[Area], image_out: &Path) -> anyhow::
             Area::Applianced => applianced::measure(),
             Area::Image => image::measure(image_out),
             Area::Cluster => cluster::measure(),
+            Area::Management => management::measure(),
         };
         let path = out.join(format!("{}.json", area.name()));
         let json = serde_json::to_string_pretty(&AreaFile { metrics })?;
