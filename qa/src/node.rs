@@ -119,6 +119,26 @@ impl NodeSpec {
     }
 }
 
+/// A repository manifest as a hosted node runs it: a `user = "NAME"` line
+/// naming a user this host does not have (the image's own, such as
+/// `management`) is left out, so the service runs as the harness does (root).
+fn hosted_manifest(text: &str) -> String {
+    let known = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let exists = |user: &str| known.lines().any(|l| l.split(':').next() == Some(user));
+    text.lines()
+        .filter(|line| {
+            let user = line
+                .trim()
+                .strip_prefix("user")
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix('='))
+                .map(|r| r.trim().trim_matches('"'));
+            user.is_none_or(exists)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// A running hosted node. Dropping it kills applianced and removes the namespace.
 #[derive(Debug)]
 pub struct HostedNode {
@@ -159,7 +179,9 @@ impl HostedNode {
                 let path = entry?.path();
                 if path.extension().is_some_and(|e| e == "toml") {
                     let name = path.file_name().context("manifest without a name")?;
-                    std::fs::copy(&path, root.join("services").join(name))?;
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    std::fs::write(root.join("services").join(name), hosted_manifest(&text))?;
                 }
             }
         }
@@ -642,6 +664,15 @@ pub async fn management_channel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifests_lose_only_users_this_host_lacks() {
+        let text = "name = \"x\"\nuser = \"nobody\"\nuser = \"no-such-user-qa\"\nusers = 1\n";
+        assert_eq!(
+            hosted_manifest(text),
+            "name = \"x\"\nuser = \"nobody\"\nusers = 1\n"
+        );
+    }
 
     #[test]
     fn the_seeded_hash_is_argon2id_and_verifies() -> anyhow::Result<()> {
