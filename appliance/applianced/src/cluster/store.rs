@@ -358,4 +358,75 @@ mod tests {
         assert!(cs.membership().unwrap().is_none());
         assert!(cs.authority().unwrap().is_none());
     }
+
+    fn event(action: &str) -> Event {
+        Event {
+            actor: "admin".into(),
+            action: action.into(),
+            result: "ok".into(),
+            ..Event::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_trail_keeps_the_newest_events_in_sled_and_their_numbers_across_a_restart() {
+        use appliance_peering::EventTrail;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let trail = EventTrail::new(Arc::new(SledEventLog::new(store.clone())), 3);
+        for i in 1..=5u64 {
+            assert_eq!(
+                trail.record(event(&format!("a{i}")), 1).await.unwrap().seq,
+                i
+            );
+        }
+        // The dropped events' keys are gone, not only out of the span.
+        let log = SledEventLog::new(store.clone());
+        assert_eq!(log.span().unwrap(), EventSpan { first: 3, next: 6 });
+        for seq in 1..=2 {
+            assert!(store.get::<Event>(&event_key(seq)).unwrap().is_none());
+        }
+        let kept: Vec<u64> = log.read(1, 6).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(kept, [3, 4, 5]);
+        // A new trail on the same database (a restart) goes on numbering.
+        let again = EventTrail::new(Arc::new(SledEventLog::new(store)), 3);
+        assert_eq!(again.record(event("a6"), 1).await.unwrap().seq, 6);
+        let listed: Vec<u64> = again
+            .list(0, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(listed, [4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn forming_a_cluster_carries_the_nodes_own_trail_into_the_authoritys() {
+        use appliance_peering::{system_clock, Authority, EventTrail, LocalAuthority};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let cs = ClusterStore::new(store.clone(), dir.path().to_path_buf());
+        // The node's own trail, before it is a member.
+        let own = EventTrail::new(Arc::new(SledEventLog::new(store)), 10);
+        own.record(event("account.add"), 1).await.unwrap();
+        own.record(event("sign-in"), 1).await.unwrap();
+        // The authority it becomes, on the same store.
+        let ca = appliance_pki::CaKey::create("lab", std::time::SystemTime::now()).unwrap();
+        let record = AuthorityRecord {
+            state: state(),
+            issued: Default::default(),
+        };
+        let authority = LocalAuthority::new(ca, record, Arc::new(cs.persist()), system_clock());
+        let next = authority.record_event(event("cluster.form")).await.unwrap();
+        assert_eq!(next.seq, 3);
+        let actions: Vec<String> = authority
+            .events(0, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions, ["account.add", "sign-in", "cluster.form"]);
+    }
 }
