@@ -78,8 +78,8 @@ async fn render(
                             td { (s.role) }
                             td.mono.small { (s.source) }
                             td { (s.kind.as_str()) }
-                            td.wide-only.mono.small { (view::utc(s.created_unix_ms)) }
-                            td.mono.small { (view::utc(s.expires_unix_ms)) }
+                            td.wide-only.mono.small.nowrap { (view::utc(s.created_unix_ms)) }
+                            td.mono.small.nowrap { (view::utc(s.expires_unix_ms)) }
                         }
                     } }
                 } }
@@ -98,7 +98,7 @@ fn accounts_table(who: &Principal, list: &[Account]) -> Markup {
                 tr {
                     td { strong { (a.name) } @if a.name == who.name { " " span.tag.this { "you" } } }
                     td { (a.role) }
-                    td.mono.small { (view::utc(a.changed_unix_ms)) }
+                    td.mono.small.nowrap { (view::utc(a.changed_unix_ms)) }
                     td { @if who.can_change() {
                         form.inline method="post" action="/accounts/remove" {
                             (csrf(who))

@@ -235,7 +235,7 @@ fn recent_events(events: &Result<Vec<AuditEvent>, tonic::Status>) -> Markup {
                     tbody {
                         @for e in list.iter().rev() {
                             tr {
-                                td.mono { (view::utc(e.at_unix_ms)) }
+                                td.mono.nowrap { (view::utc(e.at_unix_ms)) }
                                 td { (if e.actor.is_empty() { "(anonymous)" } else { &e.actor })
                                      span.sub { (e.source) } }
                                 td { strong { (e.action) } span.sub { (e.detail) } }

@@ -120,11 +120,11 @@ fn table(events: &[AuditEvent]) -> Markup {
             tbody { @for e in events {
                 tr {
                     td.num.muted { (e.seq) }
-                    td.mono.small { (view::utc(e.at_unix_ms)) }
+                    td.mono.small.nowrap { (view::utc(e.at_unix_ms)) }
                     td { @if e.actor.is_empty() { span.muted { "(anonymous)" } } @else { (e.actor) } }
-                    td.mono.small { (e.source) }
-                    td.wide-only { (e.node) }
-                    td { strong { (e.action) } }
+                    td.mono.small.nowrap { (e.source) }
+                    td.wide-only.nowrap { (e.node) }
+                    td.nowrap { strong { (e.action) } }
                     td { (e.detail) }
                     td { span class={ "result-" (e.result) } { (e.result) }
                          @if !e.reason.is_empty() { span.sub { (e.reason) } } }

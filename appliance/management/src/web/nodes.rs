@@ -271,10 +271,10 @@ fn services_panel(
                         tr {
                             td { strong { (s.name) } }
                             td { (light(h.tone, &h.reason)) }
-                            td.wide-only { (s.role) }
+                            td.wide-only { (view::describe_roles(std::slice::from_ref(&s.role))) }
                             td.num.wide-only { @if s.pid > 0 { (s.pid) } }
                             td.num { (s.restarts) }
-                            td.wide-only.mono.small { (view::utc(s.since_unix_ms)) }
+                            td.wide-only.mono.small.nowrap { (view::utc(s.since_unix_ms)) }
                             td.wide-only.mono.small { (s.ports.join(", ")) }
                             td { @if who.can_change() {
                                 form.inline method="post" action={ "/nodes/" (id) "/restart" } {
