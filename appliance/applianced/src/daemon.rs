@@ -225,12 +225,17 @@ fn open(args: &Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<Opened> {
     let data_dir = args.state_dir.join("data");
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let supervisor =
-        appliance_supervisor::Supervisor::new(appliance_supervisor::SupervisorOptions::new(
-            args.bin_dir.clone(),
-            data_dir,
-            reaper.clone(),
-        ));
+    let mut supervisor_options = appliance_supervisor::SupervisorOptions::new(
+        args.bin_dir.clone(),
+        data_dir,
+        reaper.clone(),
+    );
+    // Where the API is, for the system services (managementd) that use it.
+    supervisor_options.extra_env.insert(
+        "APPLIANCE_SOCKET".to_owned(),
+        args.socket_path().display().to_string(),
+    );
+    let supervisor = appliance_supervisor::Supervisor::new(supervisor_options);
     let netcfg = appliance_netcfg::Netcfg::connect()?;
     let firewall = appliance_firewall::Firewall::new(nft::ReaperNft::new(reaper.clone()));
     let paths = node::Paths {
@@ -274,6 +279,35 @@ struct ApiServer {
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
+/// The group whose members (managementd's user) may use the API socket.
+pub const SOCKET_GROUP: &str = "management";
+
+/// Who may use the API socket: root, and the [`SOCKET_GROUP`] group when the
+/// system has it (the image does: managementd runs as its user), so
+/// `root:management 0660`; else root alone (`0600`; hosted, where the test
+/// host has no such group and managementd runs as root).
+fn restrict_socket(socket: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let group = nix::unistd::Group::from_name(SOCKET_GROUP).ok().flatten();
+    let mode = match &group {
+        Some(g) => {
+            nix::unistd::chown(socket, None, Some(g.gid))
+                .with_context(|| format!("giving {} to group {SOCKET_GROUP}", socket.display()))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode {mode:o} on {}", socket.display()))?;
+    info!(
+        socket = %socket.display(),
+        group = group.as_ref().map_or("(none: root only)", |_| SOCKET_GROUP),
+        mode = format!("{mode:o}"),
+        "API socket access"
+    );
+    Ok(())
+}
+
 /// Serves the node API on its Unix socket.
 fn serve_api(
     args: &Args,
@@ -285,6 +319,7 @@ fn serve_api(
     let _ = std::fs::remove_file(&socket);
     let listener =
         UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    restrict_socket(&socket)?;
     let service = appliance_api::v1::node_server::NodeServer::new(api::Api {
         node: node.clone(),
         readiness: readiness.clone(),

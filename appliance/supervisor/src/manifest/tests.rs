@@ -202,12 +202,27 @@ fn shipped_service_manifests_load() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../services");
     let set = load_dir(&dir).expect("services/*.toml are valid");
     let names: Vec<_> = set.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, ["audit", "portal"]);
-    assert_eq!(start_order(&set).expect("acyclic"), ["audit", "portal"]);
-    assert_eq!(set[1].depends_on, ["audit"]);
+    assert_eq!(names, ["audit", "management", "portal"]);
+    assert_eq!(
+        start_order(&set).expect("acyclic"),
+        ["audit", "management", "portal"]
+    );
+    assert_eq!(set[2].depends_on, ["audit"]);
     assert_eq!(
         set[0].health.as_ref().map(|h| h.check.clone()),
         Some(HealthCheck::Tcp { port: 7100 })
+    );
+    // managementd: a system service on the management port, its own user.
+    let m = &set[1];
+    assert_eq!((m.role, m.command.as_str()), (Role::System, "managementd"));
+    assert_eq!(m.user.as_deref(), Some("management"));
+    assert_eq!(m.ports.len(), 1);
+    assert_eq!(m.ports[0].exposure, Exposure::Management);
+    assert_eq!(
+        m.health.as_ref().map(|h| h.check.clone()),
+        Some(HealthCheck::Tcp {
+            port: m.ports[0].port
+        })
     );
 }
 
