@@ -57,6 +57,20 @@ pub struct Args {
     /// UDP port of the discovery beacons.
     #[arg(long, env = "APPLIANCE_BEACON_PORT", default_value_t = appliance_peering::beacon::DEFAULT_BEACON_PORT)]
     pub beacon_port: u16,
+    /// The first administrator, NAME:ARGON2ID-PHC-HASH, set at start when
+    /// the node has no account at all (never over an existing one). An
+    /// appliance takes it from `appliance.admin=` or its seed disk.
+    #[arg(long, value_name = "NAME:HASH", value_parser = parse_first_admin)]
+    pub first_admin: Option<appliance_cluster::Account>,
+}
+
+/// `--first-admin`: the same reading as the kernel parameter `appliance.admin=`.
+fn parse_first_admin(text: &str) -> Result<appliance_cluster::Account, String> {
+    appliance_cluster::membership::parse_first_admin(
+        text,
+        crate::time::unix_ms(std::time::SystemTime::now()),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The paths of the appliance image, used as PID 1 (whose argv is whatever
@@ -87,6 +101,7 @@ impl Args {
             reconcile_interval: 30,
             peer_port: appliance_peering::DEFAULT_PEER_PORT,
             beacon_port: appliance_peering::beacon::DEFAULT_BEACON_PORT,
+            first_admin: None,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::console::announce;
 use crate::desired::cluster::PeerPorts;
 use crate::identity::{self, MachineIdentity};
 use crate::mode::Mode;
-use crate::{api, logging, nft, node, ready};
+use crate::{admin, api, logging, nft, node, ready};
 
 /// The whole shutdown, services to power-off, takes at most this long.
 pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
@@ -136,12 +136,21 @@ pub async fn run(args: Args, mode: Mode, pid1: Option<Pid1>) -> anyhow::Result<S
     );
     let opened = open(&args, mode, pid1)?;
     let node = opened.node;
-    let cluster = cluster_side(&args, mode, &node, opened.cluster_store);
+    let cluster = cluster_side(&args, mode, &node, opened.cluster_store.clone());
+    let admin = admin::AdminService::new(admin::AdminSetup {
+        node: node.clone(),
+        store: opened.cluster_store,
+        cluster: cluster.clone(),
+    });
+    let admin_data = admin.data();
+    admin.tls().spawn_console_line();
+    seed_first_admin(&args, &admin_data, cluster.as_ref()).await;
+    admin_data.prepare_without_cluster().await;
 
     // Serve the API before converging, so a node whose config cannot be
     // applied can still be inspected and fixed.
     let readiness = ready::Readiness::default();
-    let api = serve_api(&args, &node, &readiness, &cluster)?;
+    let api = serve_api(&args, &node, &readiness, &cluster, admin)?;
 
     let buttons = opened.watch_power_buttons.map(|watch| {
         let (tx, rx) = mpsc::channel(4);
@@ -279,6 +288,21 @@ struct ApiServer {
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
+/// The first administrator of `--first-admin` (as PID 1: `appliance.admin=`),
+/// once, when there is no account. A member's accounts are the cluster's:
+/// then it is proposed in the background, once the node is a member again.
+async fn seed_first_admin(args: &Args, data: &Arc<admin::DataSource>, cluster: Option<&Cluster>) {
+    let Some(account) = args.first_admin.clone() else {
+        return;
+    };
+    if cluster.is_some_and(Cluster::has_stored_membership) {
+        let data = data.clone();
+        tokio::spawn(async move { admin::accounts::seed_first_admin(&data, account, true).await });
+    } else {
+        admin::accounts::seed_first_admin(data, account, false).await;
+    }
+}
+
 /// The group whose members (managementd's user) may use the API socket.
 pub const SOCKET_GROUP: &str = "management";
 
@@ -308,12 +332,14 @@ fn restrict_socket(socket: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the node API on its Unix socket.
+/// Serves the node API and, beside it, the management plane's `Admin`
+/// service on the Unix socket (never on the peer port).
 fn serve_api(
     args: &Args,
     node: &Arc<node::Node>,
     readiness: &ready::Readiness,
     cluster: &Option<Cluster>,
+    admin: admin::AdminService,
 ) -> anyhow::Result<ApiServer> {
     let socket = args.socket_path();
     let _ = std::fs::remove_file(&socket);
@@ -329,6 +355,7 @@ fn serve_api(
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(admin.server())
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(listener),
                 async {

@@ -19,7 +19,9 @@
 //! 3. the node and its reconcilers: [`observations`], [`leftovers`], [`node`],
 //!    [`ready`];
 //! 4. the cluster side: [`cluster`];
-//! 5. the node API: [`api`];
+//! 5. the node API: [`api`], and beside it the management plane's
+//!    `Admin` service: [`admin`] (accounts, settings, audit trail,
+//!    management TLS; served on the same Unix socket only);
 //! 6. the daemon: [`daemon`];
 //! 7. PID 1's boot ([`boot`]) and this file. The boot hands the daemon what
 //!    only PID 1 does ([`daemon::Pid1`]: where the machine id goes, the
@@ -54,6 +56,7 @@
 //! on the current desired state, so drift is repaired and observations stay
 //! fresh. The supervisor restarts failed services by itself between runs.
 
+mod admin;
 mod api;
 mod args;
 mod boot;

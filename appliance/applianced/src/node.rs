@@ -412,7 +412,8 @@ impl Node {
         if live.as_deref() != Some(next.config.hostname.as_str()) {
             appliance_netcfg::set_hostname(&next.config.hostname)?;
         }
-        let resolv = appliance_netcfg::render_resolv_conf(&next.config.dns);
+        // The management settings' resolvers, when set, replace the config's.
+        let resolv = appliance_netcfg::render_resolv_conf(&next.dns());
         if let Err(e) = appliance_netcfg::write_resolv_conf(&self.paths.resolv_conf, &resolv) {
             if let Some(p) = prev {
                 let _ = appliance_netcfg::set_hostname(&p.config.hostname);

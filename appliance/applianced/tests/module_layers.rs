@@ -558,7 +558,7 @@ const LAYERS: &[&[&str]] = &[
     &["desired", "error"],
     &["observations", "leftovers", "node", "ready"],
     &["cluster"],
-    &["api"],
+    &["api", "admin"],
     &["daemon"],
     &["boot", "crate"],
 ];

@@ -10,7 +10,7 @@ use appliance_config::Role;
 use ipnet::IpNet;
 
 /// Every parameter applianced reads, for the "unknown parameter" message.
-pub const KNOWN: [&str; 8] = [
+pub const KNOWN: [&str; 9] = [
     "appliance.root",
     "appliance.ip",
     "appliance.gw",
@@ -19,6 +19,7 @@ pub const KNOWN: [&str; 8] = [
     "appliance.iface",
     "appliance.roles",
     "appliance.log",
+    "appliance.admin",
 ];
 
 /// Interface that `appliance.ip=` configures when `appliance.iface=` is absent.
@@ -103,6 +104,9 @@ pub struct BootParams {
     pub root_partlabel: Option<String>,
     /// `appliance.log=`: the log filter of stage 2.
     pub log: Option<String>,
+    /// `appliance.admin=NAME:ARGON2ID-HASH`: the first administrator, set
+    /// when the node has no account (its time is stamped when applied).
+    pub admin: Option<appliance_cluster::Account>,
     /// The first-boot configuration parameters.
     pub config: ConfigParams,
     /// Every refused parameter, in command-line order.
@@ -162,6 +166,8 @@ const IFACE_EXPECTED: &str =
     "a network interface name of 1 to 15 characters without '/', ':' or spaces, such as eth0";
 const ROLES_EXPECTED: &str = "comma-separated roles among frontend and backend, \
      such as frontend,backend";
+const ADMIN_EXPECTED: &str = "NAME:ARGON2ID-HASH, the account name and the PHC string of its \
+     password's Argon2id hash, such as root:$argon2id$v=19$m=19456,t=2,p=1$SALT$HASH";
 const ROOT_EXPECTED: &str =
     "PARTLABEL=<GPT partition name> with a name of letters, digits, '.', '_' or '-', such as PARTLABEL=root-a";
 
@@ -284,14 +290,25 @@ pub fn parse(cmdline: &str) -> BootParams {
                 .map_err(|why| Expected(format!("a host name; this one {why}"))),
             "iface" => parse_iface(value).map(|v| c.iface = Some(v)),
             "roles" => parse_roles(value).map(|v| c.roles = Some(v)),
+            "admin" => appliance_cluster::membership::parse_first_admin(value, 0)
+                .map(|a| p.admin = Some(a))
+                .map_err(|e| Expected(format!("{ADMIN_EXPECTED}; here {e}"))),
             _ => Err(Expected(format!("one of {}", KNOWN.join(", ")))),
         };
         match result {
             Ok(()) => {
-                if !matches!(key, "root" | "log") {
+                if !matches!(key, "root" | "log" | "admin") {
                     c.given.retain(|g| !g.starts_with(&format!("{param}=")));
                     c.given.push(written);
                 }
+            }
+            // The hash is not repeated on the console: the name is enough to find it.
+            Err(expected) if key == "admin" => {
+                let shown = match value.split_once(':') {
+                    Some((name, _)) => format!("{name}:…"),
+                    None => value.to_owned(),
+                };
+                p.errors.push(refuse(&param, &shown, &expected.0));
             }
             Err(expected) => p.errors.push(refuse(&param, value, &expected.0)),
         }
@@ -434,5 +451,46 @@ mod tests {
         let p = parse("appliance.hostname=a appliance.hostname=b");
         assert_eq!(p.config.hostname.as_deref(), Some("b"));
         assert_eq!(p.config.given, vec!["appliance.hostname=b"]);
+    }
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+
+    #[test]
+    fn reads_the_first_administrator() {
+        let p = parse(&format!("quiet appliance.admin=root:{HASH}"));
+        assert_eq!(p.errors, vec![]);
+        let a = p.admin.unwrap();
+        assert_eq!(a.name, "root");
+        assert_eq!(a.role, appliance_cluster::AdminRole::Administrator);
+        assert_eq!(a.password_hash, HASH);
+        // It is not node configuration.
+        assert!(p.config.is_empty());
+    }
+
+    #[test]
+    fn a_bad_first_administrator_is_refused_without_its_hash() {
+        for (line, needle) in [
+            (format!("appliance.admin=Root:{HASH}"), "\"Root\""),
+            (
+                "appliance.admin=root:nothash".to_owned(),
+                "password hash of account \"root\"",
+            ),
+            ("appliance.admin=root".to_owned(), "no ':'"),
+        ] {
+            let p = parse(&line);
+            assert_eq!(p.admin, None);
+            assert_eq!(p.errors.len(), 1, "{line}");
+            let text = p.errors[0].to_string();
+            assert!(
+                text.starts_with("kernel parameter appliance.admin="),
+                "{text}"
+            );
+            assert!(text.contains(needle), "{text}");
+            assert!(text.contains("NAME:ARGON2ID-HASH"), "{text}");
+            assert!(
+                !text.contains("nothash") && !text.contains("c29tZXNh"),
+                "{text}"
+            );
+        }
     }
 }

@@ -35,12 +35,18 @@ pub struct Inputs {
     pub block_class: PathBuf,
 }
 
-/// Refused parameters that concern the configuration (not root or log).
+/// Refused parameters that concern the configuration (not root, log or the
+/// first administrator).
 fn config_param_errors(params: &BootParams) -> Vec<String> {
     params
         .errors
         .iter()
-        .filter(|e| e.param != "appliance.root" && e.param != "appliance.log")
+        .filter(|e| {
+            !matches!(
+                e.param.as_str(),
+                "appliance.root" | "appliance.log" | "appliance.admin"
+            )
+        })
         .map(ToString::to_string)
         .collect()
 }
@@ -79,7 +85,7 @@ pub fn prepare(
         (Some(_), None) => false,
     };
     if derive {
-        derive_config(state_dir, config_file, machine_id, inputs, &marker);
+        derive_config(store, state_dir, config_file, machine_id, inputs, &marker);
         return;
     }
     let (Some(cfg), Some(rec)) = (stored_config, stored) else {
@@ -108,6 +114,7 @@ pub fn prepare(
 }
 
 fn derive_config(
+    store: &Store,
     state_dir: &Path,
     config_file: &Path,
     machine_id: &str,
@@ -125,6 +132,9 @@ fn derive_config(
     }
     for p in &problems {
         announce(&format!("applianced: ERROR: {p}"));
+    }
+    if let Some(seed) = &found {
+        seed_first_admin(store, seed);
     }
     let param_errors = config_param_errors(&inputs.params);
     let fb = seed::first_boot(
@@ -163,6 +173,43 @@ fn derive_config(
              boots without network settings (hostname {}); fix the kernel parameters or the \
              seed and reboot",
             config.hostname
+        ));
+    }
+}
+
+/// The seed's first administrator (`[admin]`), into the node's own admin
+/// data when it has no account yet; never over an existing one.
+fn seed_first_admin(store: &Store, seed: &seed::Seed) {
+    let account = match seed::seed_admin(&seed.text) {
+        Ok(Some(a)) => a,
+        Ok(None) => return,
+        Err(e) => {
+            announce(&format!("applianced: ERROR: seed {}: {e}", seed.source));
+            return;
+        }
+    };
+    let name = account.name.clone();
+    let result = crate::cluster::own_admin::load(store).and_then(|mut own| {
+        if own.accounts().next().is_some() {
+            info!("there are accounts already; the seed's first administrator {name:?} is ignored");
+            return Ok(());
+        }
+        let account = appliance_cluster::Account {
+            changed_unix_ms: crate::time::unix_ms(std::time::SystemTime::now()),
+            ..account
+        };
+        own.apply(&appliance_cluster::AdminChange::PutAccount {
+            account,
+            create: true,
+        })?;
+        crate::cluster::own_admin::save(store, &own)?;
+        info!("first administrator {name:?} from seed {}", seed.source);
+        Ok(())
+    });
+    if let Err(e) = result {
+        announce(&format!(
+            "applianced: ERROR: the first administrator {name:?} of seed {} is not applied: {e}",
+            seed.source
         ));
     }
 }
@@ -287,5 +334,51 @@ mod tests {
         );
         assert!(!cfg.exists());
         assert!(!dir.path().join(INCOMPLETE_FILE).exists());
+    }
+
+    #[test]
+    fn the_seeds_first_administrator_is_set_once_and_a_bad_admin_parameter_keeps_the_config() {
+        const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(
+            dir.path().join("seed.toml"),
+            format!("[admin]\nname = \"root\"\npassword_hash = \"{HASH}\"\n"),
+        )
+        .unwrap();
+        // A refused appliance.admin= is no reason to leave the network out.
+        let inp = inputs(
+            "appliance.ip=10.0.2.15/24 appliance.admin=root:bad",
+            dir.path(),
+        );
+        prepare(
+            &store,
+            dir.path(),
+            &cfg,
+            "0123456789abcdef0123456789abcdef",
+            &inp,
+        );
+        assert!(!dir.path().join(INCOMPLETE_FILE).exists());
+        let own = crate::cluster::own_admin::load(&store).unwrap();
+        let root = own.account("root").unwrap();
+        assert_eq!(root.password_hash, HASH);
+        assert!(root.changed_unix_ms > 0);
+
+        // Derived again (no stored state yet), a different seed changes nothing.
+        std::fs::write(
+            dir.path().join("seed.toml"),
+            format!("[admin]\nname = \"other\"\npassword_hash = \"{HASH}\"\n"),
+        )
+        .unwrap();
+        prepare(
+            &store,
+            dir.path(),
+            &cfg,
+            "0123456789abcdef0123456789abcdef",
+            &inp,
+        );
+        let again = crate::cluster::own_admin::load(&store).unwrap();
+        assert_eq!(again, own);
     }
 }

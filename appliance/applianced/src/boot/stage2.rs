@@ -54,6 +54,8 @@ pub fn run() -> ! {
     let booted = boot();
     let data = booted.data.clone();
     let mut args = Args::image(booted.first_boot.params.log.clone());
+    // Applied by the daemon once, when the node has no account.
+    args.first_admin = booted.first_boot.params.admin.clone();
     if let Err(e) = daemon::prepare_common(&mut args, false) {
         super::fatal(&report(&e), data.as_deref());
     }

@@ -350,6 +350,7 @@ impl Cluster {
             // The reconcile loop tries again; the cluster exists either way.
             warn!("the node could not follow its new cluster yet: {e}");
         }
+        ctx.carry_own_admin().await;
         Ok(self.status())
     }
 

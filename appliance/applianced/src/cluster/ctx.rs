@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::facts;
+use super::own_admin;
 use super::store::{ClusterStore, StoreError};
 use crate::desired::cluster::{member_part, ClusterPart, PeerPorts};
 use crate::node::Node;
@@ -115,11 +116,23 @@ impl Ctx {
         tasks.push(handle);
     }
 
-    /// The cluster part for `state`: this node's share of its membership.
+    /// The cluster part for `state`: this node's share of its membership,
+    /// and the management settings (the cluster's, or the node's own while
+    /// it is not a member).
     pub(crate) fn part_for(&self, state: Option<&ClusterState>) -> ClusterPart {
+        let settings = match state {
+            Some(s) => s.config.admin().settings().clone(),
+            None => own_admin::load(self.store.db())
+                .map(|d| d.settings().clone())
+                .unwrap_or_else(|e| {
+                    tracing::error!("{e}; the node follows no management settings");
+                    Default::default()
+                }),
+        };
         ClusterPart {
             ports: Some(self.ports),
             member: state.and_then(|s| member_part(&s.config, self.me, &self.specs)),
+            settings,
         }
     }
 

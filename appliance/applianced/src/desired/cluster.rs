@@ -1,7 +1,9 @@
 //! What the cluster adds to a node's desired state, derived from the
 //! membership by pure functions: the services the cluster's placement puts
 //! on this node, the other members' addresses (the firewall's peer sets),
-//! where the back-end services run, and the ports of the peer side.
+//! where the back-end services run, and the ports of the peer side; with
+//! them the management plane's settings (the cluster's once a member, the
+//! node's own before), which travel with the configuration.
 //!
 //! The membership itself is stored by the cluster module; this part of the
 //! desired state is recomputed from it and never stored with the desired
@@ -10,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use appliance_cluster::{ClusterConfig, MemberState, NodeId, Role, ServiceSpec};
+use appliance_cluster::{ClusterConfig, MemberState, NodeId, Role, ServiceSpec, Settings};
 use appliance_supervisor::manifest::Manifest;
 
 /// The environment variable that tells services where the back-end
@@ -50,6 +52,9 @@ pub struct ClusterPart {
     pub ports: Option<PeerPorts>,
     /// The membership; `None` while the node is not a member.
     pub member: Option<MemberPart>,
+    /// The management plane's settings: the cluster's as a member, else
+    /// the node's own (resolvers, who may reach the management port).
+    pub settings: Settings,
 }
 
 impl ClusterPart {
@@ -183,6 +188,7 @@ mod tests {
         let part = ClusterPart {
             ports: None,
             member: Some(b),
+            ..ClusterPart::default()
         };
         assert_eq!(part.backends_env(), "10.0.0.1");
     }
@@ -198,6 +204,7 @@ mod tests {
         let part = ClusterPart {
             ports: None,
             member: Some(a),
+            ..ClusterPart::default()
         };
         assert_eq!(part.backends_env(), "127.0.0.1");
         // Outside a cluster, too.

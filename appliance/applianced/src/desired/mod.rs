@@ -2,7 +2,9 @@
 //! and the cluster's part (membership-derived placement and peer sets), with
 //! a generation that grows by one on every accepted change. Everything the
 //! reconcilers do is derived from it here, by pure functions. The cluster's
-//! part, derived from the membership, is in [`cluster`].
+//! part, derived from the membership, is in [`cluster`]; the management
+//! plane's settings come with it and override the config where they say so
+//! ([`Desired::dns`], [`Desired::firewall_spec`]'s management sources).
 
 pub mod cluster;
 
@@ -102,6 +104,7 @@ impl Desired {
     pub fn firewall_spec(&self, placed: &[Manifest]) -> FirewallSpec {
         let mut spec = FirewallSpec {
             management_port: self.config.management.port,
+            management_sources: self.cluster.settings.management_networks.clone(),
             peers: self.peers.clone(),
             ..FirewallSpec::default()
         };
@@ -144,6 +147,16 @@ impl Desired {
             }
         }
         spec
+    }
+
+    /// The resolvers the node uses: its config's, with the servers replaced
+    /// by the management settings' DNS servers when those are set.
+    pub fn dns(&self) -> appliance_config::Dns {
+        let mut dns = self.config.dns.clone();
+        if !self.cluster.settings.dns_servers.is_empty() {
+            dns.servers = self.cluster.settings.dns_servers.clone();
+        }
+        dns
     }
 
     /// The node's own addresses, without prefix.
@@ -309,6 +322,7 @@ mod tests {
         let d = desired(ClusterPart {
             ports: Some(PORTS),
             member: None,
+            ..ClusterPart::default()
         });
         let placed = d.placement(&manifests());
         let names: Vec<&str> = placed.iter().map(|m| m.name.as_str()).collect();
@@ -337,6 +351,7 @@ mod tests {
                 local_backend: false,
                 remote_backends: vec!["10.0.0.1".parse().unwrap()],
             }),
+            ..ClusterPart::default()
         });
         let placed = d.placement(&manifests());
         assert_eq!(placed.len(), 1);
@@ -441,10 +456,26 @@ mod tests {
     }
 
     #[test]
-    fn without_the_cluster_nothing_changes() {
-        let d = desired(ClusterPart::default());
+    fn settings_override_the_resolvers_and_limit_the_management_port() {
+        let plain = desired(ClusterPart::default());
+        assert_eq!(plain.dns(), plain.config.dns);
+        let fw = plain.firewall_spec(&plain.placement(&manifests()));
+        assert!(fw.management_sources.is_empty());
+
+        let settings =
+            appliance_cluster::Settings::parse(&["192.0.2.53".into()], &[], &["10.0.0.0/8".into()])
+                .unwrap();
+        let d = desired(ClusterPart {
+            settings,
+            ..ClusterPart::default()
+        });
+        let dns = d.dns();
+        assert_eq!(dns.servers, vec!["192.0.2.53".parse::<IpAddr>().unwrap()]);
+        assert_eq!(dns.search, d.config.dns.search);
         let fw = d.firewall_spec(&d.placement(&manifests()));
-        assert!(!fw.public.contains(&tcp(7443)));
-        assert!(!fw.internal.contains(&tcp(7443)));
+        assert_eq!(
+            fw.management_sources,
+            vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]
+        );
     }
 }

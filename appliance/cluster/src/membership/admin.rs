@@ -464,6 +464,26 @@ fn check_certificate(c: &UploadedCert) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// Reads a first administrator given as `NAME:ARGON2ID-PHC` (the kernel
+/// parameter `appliance.admin=` and applianced's `--first-admin`): the
+/// account, an administrator, changed at `now_unix_ms`. The hash has no ':',
+/// so the first one separates the two.
+pub fn parse_first_admin(text: &str, now_unix_ms: u64) -> Result<Account, AdminError> {
+    let Some((name, hash)) = text.trim().split_once(':') else {
+        return Err(AdminError::InvalidFirstAdmin {
+            reason: "has no ':' between the account name and its Argon2id hash".into(),
+        });
+    };
+    let account = Account {
+        name: name.to_string(),
+        role: AdminRole::Administrator,
+        password_hash: hash.to_string(),
+        changed_unix_ms: now_unix_ms,
+    };
+    check_account(&account)?;
+    Ok(account)
+}
+
 /// Checks an account name against `[a-z][a-z0-9._-]{0,31}`.
 pub fn check_account_name(name: &str) -> Result<(), AdminError> {
     let bad = |reason: String| AdminError::InvalidName {
@@ -680,6 +700,15 @@ pub enum AdminError {
         client: IpAddr,
         /// The networks asked for.
         networks: String,
+    },
+    /// A first administrator not written as `NAME:HASH`.
+    #[error(
+        "the first administrator {reason}; write it as NAME:HASH, e.g. \
+         root:$argon2id$v=19$m=19456,t=2,p=1$SALT$HASH"
+    )]
+    InvalidFirstAdmin {
+        /// What is wrong.
+        reason: String,
     },
     /// An uploaded certificate or key that is not PEM.
     #[error("the management certificate is refused: {reason}")]

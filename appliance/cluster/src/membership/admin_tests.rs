@@ -386,3 +386,23 @@ fn serde_round_trip_and_validation() {
         assert_eq!(back, c, "{json}");
     }
 }
+
+#[test]
+fn first_admin_from_text() {
+    let a = parse_first_admin(&format!(" root:{HASH} "), 5).unwrap();
+    assert_eq!(a.name, "root");
+    assert_eq!(a.role, AdminRole::Administrator);
+    assert_eq!(a.password_hash, HASH);
+    assert_eq!(a.changed_unix_ms, 5);
+    let e = parse_first_admin("root", 5).unwrap_err().to_string();
+    assert!(e.contains("no ':'"), "{e}");
+    let e = parse_first_admin(&format!("Root:{HASH}"), 5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"Root\""), "{e}");
+    let e = parse_first_admin("root:hunter2", 5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("password hash of account \"root\""), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+}

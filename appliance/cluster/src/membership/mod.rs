@@ -30,8 +30,8 @@ mod diff;
 mod error;
 
 pub use admin::{
-    check_account_name, check_password_hash, Account, AdminChange, AdminData, AdminError,
-    AdminRole, Settings, UploadedCert, ACCOUNT_NAME_MAX_LEN, MAX_SETTINGS,
+    check_account_name, check_password_hash, parse_first_admin, Account, AdminChange, AdminData,
+    AdminError, AdminRole, Settings, UploadedCert, ACCOUNT_NAME_MAX_LEN, MAX_SETTINGS,
 };
 pub use diff::{diff, ConfigDiff, DiffError, ServiceDelta};
 pub use error::ChangeError;

@@ -1,7 +1,9 @@
 //! First-boot configuration: a seed file (the node config TOML format, from
 //! the data partition or a vfat "seed disk") overlaid with the kernel
 //! parameters `appliance.ip=` and friends ([`first_boot`], pure), and the
-//! search for the seed disk ([`find_seed_disk`]).
+//! search for the seed disk ([`find_seed_disk`]). A seed may also name the
+//! first administrator (`[admin] name`, `password_hash`: [`seed_admin`]),
+//! which is not node configuration and is taken out before the rest is read.
 //!
 //! Whatever is wrong (a bad seed, a bad parameter, a config that does not
 //! validate) is reported naming its source, and the node still gets a
@@ -113,6 +115,7 @@ pub enum SeedError {
 pub fn parse_seed(text: &str, default_hostname: &str) -> Result<NodeConfig, SeedError> {
     let mut table: toml::Table =
         toml::from_str(text).map_err(|e: toml::de::Error| SeedError::Toml(e.to_string()))?;
+    table.remove(ADMIN_TABLE);
     table
         .entry("version")
         .or_insert(toml::Value::Integer(i64::from(CONFIG_VERSION)));
@@ -122,6 +125,37 @@ pub fn parse_seed(text: &str, default_hostname: &str) -> Result<NodeConfig, Seed
     toml::Value::Table(table)
         .try_into::<NodeConfig>()
         .map_err(|e| SeedError::Toml(e.to_string().trim_end().to_owned()))
+}
+
+/// The seed's table naming the first administrator.
+pub const ADMIN_TABLE: &str = "admin";
+
+/// The first administrator of a seed's `[admin]` table (`name`,
+/// `password_hash`: an Argon2id PHC string), if it has one; why not when
+/// the table is there but wrong. The hash is never part of the reason.
+pub fn seed_admin(text: &str) -> Result<Option<appliance_cluster::Account>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AdminTable {
+        name: String,
+        password_hash: String,
+    }
+    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
+        // Not TOML: the configuration's reading says why.
+        return Ok(None);
+    };
+    let Some(value) = table.remove(ADMIN_TABLE) else {
+        return Ok(None);
+    };
+    let t: AdminTable = value.try_into().map_err(|e: toml::de::Error| {
+        format!(
+            "[{ADMIN_TABLE}] must have exactly name = \"...\" and password_hash = \"$argon2id$...\": {}",
+            e.message()
+        )
+    })?;
+    appliance_cluster::membership::parse_first_admin(&format!("{}:{}", t.name, t.password_hash), 0)
+        .map(Some)
+        .map_err(|e| format!("[{ADMIN_TABLE}] refused: {e}"))
 }
 
 /// `cfg` with the kernel parameters' fields replaced.

@@ -194,3 +194,35 @@ fn seed_files_are_bounded() {
     std::fs::write(dir.path().join(STATE_SEED_FILE), vec![b'#'; 70_000]).unwrap();
     assert!(state_seed(dir.path()).1.unwrap().contains("at most 65536"));
 }
+
+const ADMIN_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+
+#[test]
+fn the_seed_names_the_first_administrator_apart_from_the_configuration() {
+    let text = format!(
+        "hostname = \"node-s\"\n\n[admin]\nname = \"root\"\npassword_hash = \"{ADMIN_HASH}\"\n"
+    );
+    let a = seed_admin(&text).unwrap().unwrap();
+    assert_eq!(a.name, "root");
+    assert_eq!(a.password_hash, ADMIN_HASH);
+    // The configuration reads the same without it.
+    let cfg = parse_seed(&text, "fallback").unwrap();
+    assert_eq!(cfg.hostname, "node-s");
+    assert_eq!(seed_admin("hostname = \"x\"\n").unwrap(), None);
+    assert_eq!(seed_admin("not toml [").unwrap(), None);
+}
+
+#[test]
+fn a_wrong_admin_table_is_refused_without_its_hash() {
+    let e = seed_admin("[admin]\nname = \"root\"\n").unwrap_err();
+    assert!(e.contains("password_hash"), "{e}");
+    let e = seed_admin("[admin]\nname = \"root\"\npassword_hash = \"$argon2i$v=19$m=1,t=1,p=1$c29tZXNhbHRzb21l$c29tZXNhbHRzb21lc2FsdA\"\n")
+        .unwrap_err();
+    assert!(e.contains("argon2id"), "{e}");
+    assert!(!e.contains("c29tZXNh"), "{e}");
+    let e = seed_admin(&format!(
+        "[admin]\nname = \"Root\"\npassword_hash = \"{ADMIN_HASH}\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("\"Root\""), "{e}");
+}
