@@ -19,10 +19,10 @@ mod vm_support;
 mod web_support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::reachable;
+use qa::node::{FirstAdmin, RemoteCtl};
 use qa::vm::{Built, Vm};
 use qa::vmnet::VmNet;
 use serde_json::Value;
@@ -32,8 +32,6 @@ use vm_support::READY;
 const VM_READY_LIMIT: Duration = Duration::from_secs(300);
 /// managementd answering after the ready line (it is a supervised service).
 const MANAGEMENT_LIMIT: Duration = Duration::from_secs(120);
-/// One remote call (Argon2id sign-in, a membership change under emulation).
-const CALL_LIMIT: Duration = Duration::from_secs(180);
 /// The browser's run: sign in, the join under emulation, both green.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(480);
 /// A membership change to settle.
@@ -56,18 +54,6 @@ fn ip((n, _): (u8, &str)) -> String {
 
 fn url(m: (u8, &str)) -> String {
     format!("https://{}:8443", ip(m))
-}
-
-/// The Argon2id PHC string of `password` (argon2's defaults), with a fixed
-/// salt: only a test's seed.
-fn phc(password: &str) -> anyhow::Result<String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt =
-        SaltString::encode_b64(b"qa-vm-mgmt-seed!").map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Ok(argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?
-        .to_string())
 }
 
 /// The last SHA-256 fingerprint (32 hex bytes with colons) on a console
@@ -126,84 +112,36 @@ fn wait_console<T>(
     }
 }
 
-/// `appliancectl --server URL args...` from the bridge's namespace with its
-/// token store in `home`, `stdin` on its standard input; bounded.
-fn remote(
-    net: &VmNet,
-    home: &Path,
-    server: &str,
-    args: &[&str],
-    stdin: &str,
-) -> anyhow::Result<web_support::Output> {
-    use web_support::Bounded;
-    let ctl = qa::bins::path("appliancectl")?;
-    let ctl = ctl
-        .to_str()
-        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?;
-    // Standard input from a file: the bounded runner owns the other pipes.
-    let input = home.join("stdin");
-    std::fs::write(&input, stdin)?;
-    net.ns()
-        .command(ctl)
-        .env("XDG_CONFIG_HOME", home)
-        .env_remove("APPLIANCE_SERVER")
-        .args(["--server", server])
-        .args(args)
-        .stdin(std::fs::File::open(&input)?)
-        .output_bounded(CALL_LIMIT)
-}
-
-/// `appliancectl --server URL args... --output json`, which must succeed.
-fn remote_json(net: &VmNet, home: &Path, server: &str, args: &[&str]) -> anyhow::Result<Value> {
-    let mut all = args.to_vec();
-    all.extend(["--output", "json"]);
-    let out = remote(net, home, server, &all, "")?;
-    let text = out.text;
+/// Signs in to `server` as the administrator, accepting on first contact
+/// only the certificate with `fingerprint`.
+async fn login(ctl: &RemoteCtl, server: &str, fingerprint: &str) -> anyhow::Result<()> {
+    let args = [
+        "--accept-fingerprint",
+        fingerprint,
+        "login",
+        "--user",
+        ADMIN,
+        "--password-stdin",
+    ];
+    let out = ctl.run(server, &args, &format!("{PASSWORD}\n")).await?;
     anyhow::ensure!(
-        out.ok,
-        "appliancectl --server {server} {}: {text}",
-        args.join(" ")
+        out.status.success(),
+        "appliancectl --server {server} login: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
     );
-    // Warnings may come before the JSON (stderr and stdout share the text).
-    let start = text.find(['{', '[']).unwrap_or(0);
-    serde_json::from_str(&text[start..]).map_err(|e| {
-        anyhow::anyhow!(
-            "appliancectl {} printed no JSON ({e}): {text}",
-            args.join(" ")
-        )
-    })
-}
-
-/// Signs in to `server` as the administrator, accepting the certificate
-/// with `fingerprint` (or, with `None`, the one it meets: after forming,
-/// the node's certificate is the cluster CA's, which no console printed).
-fn login(net: &VmNet, home: &Path, server: &str, fingerprint: Option<&str>) -> anyhow::Result<()> {
-    let mut args = vec![];
-    match fingerprint {
-        Some(fp) => args.extend(["--accept-fingerprint", fp]),
-        None => args.push("--yes"),
-    }
-    args.extend(["login", "--user", ADMIN, "--password-stdin"]);
-    let out = remote(net, home, server, &args, &format!("{PASSWORD}\n"))?;
-    anyhow::ensure!(out.ok, "appliancectl --server {server} login: {}", out.text);
     Ok(())
 }
 
 /// Waits (bounded) until `server` lists exactly `hostnames`, all active.
-fn wait_members(
-    net: &VmNet,
-    home: &Path,
-    server: &str,
-    hostnames: &[&str],
-) -> anyhow::Result<Value> {
+async fn wait_members(ctl: &RemoteCtl, server: &str, hostnames: &[&str]) -> anyhow::Result<Value> {
     let mut want = hostnames.to_vec();
     want.sort_unstable();
-    qa::wait::until(
+    qa::wait::until_async(
         CHANGE_LIMIT,
         Duration::from_secs(1),
         &format!("{server} to list {want:?} as active members"),
-        || {
-            let s = remote_json(net, home, server, &["cluster", "status"]).ok()?;
+        || async {
+            let s = ctl.json(server, &["cluster", "status"]).await.ok()?;
             let members = s["members"].as_array()?;
             let mut names: Vec<&str> = members
                 .iter()
@@ -214,6 +152,7 @@ fn wait_members(
             (names == want && active).then(|| s.clone())
         },
     )
+    .await
 }
 
 #[test]
@@ -226,9 +165,12 @@ fn a_cluster_of_vms_is_formed_remotely_and_grown_in_the_web_ui() -> anyhow::Resu
     let t0 = Instant::now();
     let built = Built::load()?;
     let net = VmNet::new()?;
-    let home = tempfile::tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
     let shots = web_support::screenshot_dir("vm_management")?;
-    let seed = format!("appliance.admin={ADMIN}:{}", phc(PASSWORD)?);
+    let seed = format!(
+        "appliance.admin={ADMIN}:{}",
+        FirstAdmin::new(ADMIN, PASSWORD).phc()?
+    );
     let disk_one = vm_support::disk(&built, &format!("{}/24", ip(ONE)), ONE.1, &[&seed])?;
     let disk_two = vm_support::disk(&built, &format!("{}/24", ip(TWO)), TWO.1, &[])?;
     let mut one = vm_support::start(&net, &disk_one, ONE.0, ONE.1)?;
@@ -258,13 +200,9 @@ fn a_cluster_of_vms_is_formed_remotely_and_grown_in_the_web_ui() -> anyhow::Resu
     );
     one.checked(open)?;
     let server_one = url(ONE);
-    one.checked(login(&net, home.path(), &server_one, Some(&fingerprint)))?;
-    let formed = one.checked(remote_json(
-        &net,
-        home.path(),
-        &server_one,
-        &["cluster", "form"],
-    ))?;
+    let ctl = RemoteCtl::new(net.ns())?;
+    one.checked(rt.block_on(login(&ctl, &server_one, &fingerprint)))?;
+    let formed = one.checked(rt.block_on(ctl.json(&server_one, &["cluster", "form"])))?;
     one.checked(vm_support::ensure(
         formed["node_state"] == "member",
         format!("forming through the management port: {formed}"),
@@ -274,15 +212,16 @@ fn a_cluster_of_vms_is_formed_remotely_and_grown_in_the_web_ui() -> anyhow::Resu
         ONE.1,
         t0.elapsed().as_secs_f64()
     );
-    // The member's certificate is now the cluster CA's: signed in again,
-    // from a fresh store, accepting it.
-    let home = if remote_json(&net, home.path(), &server_one, &["cluster", "status"]).is_ok() {
-        home
-    } else {
-        let fresh = tempfile::tempdir()?;
-        one.checked(login(&net, fresh.path(), &server_one, None))?;
-        fresh
-    };
+    // A member's certificate is the cluster CA's, which no console showed:
+    // the pin is forgotten and the new certificate accepted, as appliancectl's
+    // refusal tells an administrator to do.
+    if rt
+        .block_on(ctl.json(&server_one, &["cluster", "status"]))
+        .is_err()
+    {
+        ctl.forget_pins()?;
+        one.checked(rt.block_on(ctl.login(&server_one, ADMIN, PASSWORD)))?;
+    }
 
     // The web UI adds VM two with its console's code.
     let code = wait_console(&mut two, Duration::from_secs(30), "a join code", last_code)?;
@@ -306,12 +245,7 @@ fn a_cluster_of_vms_is_formed_remotely_and_grown_in_the_web_ui() -> anyhow::Resu
     two.checked(one.checked(ran))?;
 
     // The remote API agrees: two active members, their roles.
-    let status = one.checked(wait_members(
-        &net,
-        home.path(),
-        &server_one,
-        &[ONE.1, TWO.1],
-    ))?;
+    let status = one.checked(rt.block_on(wait_members(&ctl, &server_one, &[ONE.1, TWO.1])))?;
     for m in status["members"].as_array().into_iter().flatten() {
         let want: &[&str] = if m["hostname"] == ONE.1 {
             &["frontend", "backend"]
@@ -343,12 +277,7 @@ fn a_cluster_of_vms_is_formed_remotely_and_grown_in_the_web_ui() -> anyhow::Resu
     )?;
     // VM one admits VM two on its internal ports, and the bridge's
     // namespace (no member) is refused on both.
-    let fw = one.checked(remote_json(
-        &net,
-        home.path(),
-        &server_one,
-        &["firewall", "show"],
-    ))?;
+    let fw = one.checked(rt.block_on(ctl.json(&server_one, &["firewall", "show"])))?;
     let peers: Vec<&str> = fw["sets"]
         .as_array()
         .and_then(|sets| sets.iter().find(|s| s["name"] == "peers4"))

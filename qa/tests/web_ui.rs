@@ -26,15 +26,12 @@ mod web_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use appliance_api::v1::admin_client::AdminClient;
-use appliance_api::v1::{GetManagementTlsRequest, StatusRequest};
+use appliance_api::v1::StatusRequest;
 use common::*;
 use qa::lan::Lan;
 use qa::netns::Netns;
-use qa::node::{cluster_status, HostedNode, NodeSpec};
+use qa::node::{cluster_status, HostedNode, NodeSpec, MANAGEMENT_PORT as PORT};
 
-/// The management port (docs/management.md).
-const PORT: u16 = 8443;
 /// managementd answering after applianced is ready (it starts it).
 const MANAGEMENT_LIMIT: Duration = Duration::from_secs(60);
 /// One browser run: chromium's start, sign-ins (Argon2id), joins.
@@ -67,36 +64,20 @@ const SCREENSHOTS: &[&str] = &[
     "accounts",
 ];
 
-/// The Argon2id PHC string of `password` (argon2's defaults, as managementd
-/// hashes). A fixed salt: the hash is only a test's seed.
-fn phc(password: &str) -> anyhow::Result<String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt =
-        SaltString::encode_b64(b"qa-web-ui-seed!!").map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Ok(argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?
-        .to_string())
-}
-
 fn url(ip: &str) -> String {
     format!("https://{ip}:{PORT}")
 }
 
 /// The SHA-256 fingerprint of the certificate `node`'s managementd serves,
-/// as applianced holds it (`Admin.GetManagementTls` on its socket).
+/// as applianced holds it.
 async fn fingerprint(node: &HostedNode) -> anyhow::Result<String> {
-    let channel = appliance_api::connect_unix(&node.socket()).await?;
-    let tls = AdminClient::new(channel)
-        .get_management_tls(GetManagementTlsRequest {})
-        .await?
-        .into_inner();
+    let fp = node.management_fingerprint().await?;
     anyhow::ensure!(
-        !tls.fingerprint.is_empty(),
-        "{} has no management certificate: {tls:?}",
+        !fp.is_empty(),
+        "{} has no management certificate",
         node.name
     );
-    Ok(tls.fingerprint)
+    Ok(fp)
 }
 
 /// `node`'s join code as its status shows it (what its console prints).
@@ -137,7 +118,6 @@ async fn members(node: &HostedNode) -> anyhow::Result<(Vec<String>, bool)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs managementd (H3), its web pages (H4) and the first-admin seed (H1), still landing"]
 async fn the_web_ui_grows_and_shrinks_a_cluster_in_a_browser() -> anyhow::Result<()> {
     if test_prereq::opted_out(test_prereq::KERNEL) {
         return Ok(());
@@ -146,11 +126,7 @@ async fn the_web_ui_grows_and_shrinks_a_cluster_in_a_browser() -> anyhow::Result
     let shots = web_support::screenshot_dir("web_ui")?;
     let tag = format!("w{}", qa::unique_tag());
     let lan = Lan::new(&tag)?;
-    let mut spec_a = NodeSpec::new(A.0, &format!("{}/24", A.1));
-    spec_a.extra_args.extend([
-        "--first-admin".to_string(),
-        format!("{ADMIN}:{}", phc(PASSWORD)?),
-    ]);
+    let spec_a = NodeSpec::new(A.0, &format!("{}/24", A.1)).with_first_admin(ADMIN, PASSWORD);
     let a = HostedNode::start(&lan, &tag, &spec_a)?;
     let mut spec_b = NodeSpec::new(B.0, &format!("{}/24", B.1));
     spec_b.roles = vec!["frontend".into()];

@@ -12,6 +12,7 @@ import http from 'node:http';
 import { check, env, peerKey, run, shot, step, TIMEOUT_MS } from './lib.mjs';
 import {
   addAndFollow,
+  submitConfirmed,
   alerts,
   checkCookie,
   dashboardMembers,
@@ -148,28 +149,19 @@ await run(keys, async (context) => {
     const aRow = members.find((m) => m.name === aHost);
     await open(page, A, aRow.href);
     await shot(page, 'node');
-    const roles = page.locator('form[action$="/roles"]');
-    check((await roles.count()) > 0, `no roles form on ${page.url()}`);
-    await roles.locator('input[type=checkbox][value=frontend]').setChecked(false);
-    await roles.locator('input[type=checkbox][value=backend]').setChecked(true);
-    await Promise.all([page.waitForLoadState('load'), roles.locator('button, input[type=submit]').first().click()]);
-    check(!(await alerts(page)), `changing ${aHost}'s roles: ${await alerts(page)}`);
+    const rolesRefused = await submitConfirmed(page, '/roles', async (form) => {
+      await form.locator('input[type=checkbox][name=frontend]').setChecked(false);
+      await form.locator('input[type=checkbox][name=backend]').setChecked(true);
+    }, 'roles-confirm');
+    check(!rolesRefused, `changing ${aHost}'s roles: ${rolesRefused}`);
     check(/roles were changed/i.test(await mainText(page)), `no notice after changing roles: ${await mainText(page)}`);
     step(`${aHost} is now a back-end only`);
 
     // C removed.
-    page.on('dialog', (d) => d.accept());
     const cRow = members.find((m) => m.name === c.host);
     await open(page, A, cRow.href);
-    const remove = page.locator('form[action$="/remove"]');
-    check((await remove.count()) > 0, `no remove form on ${page.url()}`);
-    await Promise.all([page.waitForLoadState('load'), remove.locator('button, input[type=submit]').first().click()]);
-    // A confirmation step, if the page asks for one.
-    const again = page.locator('form[action$="/remove"] button, form[action$="/remove"] input[type=submit]');
-    if (new URL(page.url()).pathname.endsWith('/remove') && (await again.count()) > 0) {
-      await Promise.all([page.waitForLoadState('load'), again.first().click()]);
-    }
-    check(!(await alerts(page)), `removing ${c.host}: ${await alerts(page)}`);
+    const removeRefused = await submitConfirmed(page, '/remove', null, 'remove-confirm');
+    check(!removeRefused, `removing ${c.host}: ${removeRefused}`);
     await waitMembers(page, A, [aHost, bHost], JOIN_MS);
     step(`${c.host} removed`);
 

@@ -41,15 +41,10 @@ function normalFingerprint(f) {
   return f.replace(/[^0-9a-fA-F]/g, '').toLowerCase();
 }
 
-/**
- * Reads the certificate `url`'s server presents (without trusting it), checks
- * its SHA-256 fingerprint against `fingerprint` when one is given, and
- * returns the base64 SHA-256 of its public key (SPKI): chromium then accepts
- * that key and no other (`--ignore-certificate-errors-spki-list`).
- */
-export async function peerKey(url, fingerprint) {
+/** The certificate (DER) `url`'s server presents, not trusting it. */
+async function servedCertificate(url) {
   const u = new URL(url);
-  const raw = await new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const socket = tls.connect({
       host: u.hostname.replace(/^\[|\]$/g, ''),
       port: Number(u.port || 443),
@@ -70,17 +65,35 @@ export async function peerKey(url, fingerprint) {
     });
     socket.once('error', (e) => reject(new Error(`TLS to ${url}: ${e.message}`)));
   });
-  const cert = new X509Certificate(raw);
-  if (fingerprint) {
-    const got = normalFingerprint(cert.fingerprint256);
-    if (got !== normalFingerprint(fingerprint)) {
+}
+
+/** How long a node may go on serving its previous certificate: managementd
+ * looks for a new one every 5 s (docs/management.md). */
+const CERT_SWAP_MS = 30000;
+
+/**
+ * Checks that `url`'s server presents the certificate with SHA-256
+ * `fingerprint` (when given; waiting up to CERT_SWAP_MS for a just-changed
+ * one to be served) and returns the base64 SHA-256 of its public key
+ * (SPKI): chromium then accepts that key and no other
+ * (`--ignore-certificate-errors-spki-list`).
+ */
+export async function peerKey(url, fingerprint) {
+  const deadline = Date.now() + CERT_SWAP_MS;
+  for (;;) {
+    const cert = new X509Certificate(await servedCertificate(url));
+    const ok = !fingerprint || normalFingerprint(cert.fingerprint256) === normalFingerprint(fingerprint);
+    if (ok) {
+      const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+      return createHash('sha256').update(spki).digest('base64');
+    }
+    if (Date.now() >= deadline) {
       throw new Error(
-        `${url} presented certificate ${cert.fingerprint256}, expected ${fingerprint}`,
+        `${url} presented certificate ${cert.fingerprint256}, expected ${fingerprint} (waited ${CERT_SWAP_MS} ms)`,
       );
     }
+    await new Promise((r) => setTimeout(r, 500));
   }
-  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
-  return createHash('sha256').update(spki).digest('base64');
 }
 
 /**

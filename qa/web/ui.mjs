@@ -116,71 +116,89 @@ export async function waitMembers(page, base, names, limitMs) {
 }
 
 /**
- * Fills the Add appliance form for the appliance at `ip` (named `host`,
- * picked from the discovered list when there, else typed in) with `code`
- * and `roles`, and submits it. Returns after the submit's page loaded.
+ * Fills the Add appliance form for the appliance at `ip` (named `host`: its
+ * "Add…" link in the discovered list when the beacons found it within a
+ * while, else its address typed in) with `code` and `roles`, and submits it.
+ * Returns after the next page (the confirmation, or the form with its
+ * problems) loaded.
  */
 export async function fillAdd(page, base, { ip, host, code, roles }, shotName) {
   await open(page, base, '/add');
-  // A discovered appliance is picked from the list; else its address is typed.
-  const pick = page.locator(`input[type=radio][value="${ip}"]`);
-  if ((await pick.count()) > 0) {
-    await pick.first().check();
-    step(`${host} (${ip}) picked from the discovered appliances`);
+  const row = () => page.locator('#discovered tbody tr', { hasText: host });
+  const found = await until(`${host} among the discovered appliances`, 30000, 1000, async () => {
+    if ((await row().count()) > 0) return true;
+    await page.reload();
+    return false;
+  }).catch(() => false);
+  if (found && (await row().locator('a', { hasText: 'Add' }).count()) > 0) {
+    await Promise.all([page.waitForLoadState('load'), row().locator('a', { hasText: 'Add' }).first().click()]);
+    step(`${host} picked from the discovered appliances`);
   } else {
-    const found = await until(`${host} among the discovered appliances`, 20000, 1000, async () => {
-      if ((await page.locator(`text=${host}`).count()) > 0) return true;
-      await page.reload();
-      return false;
-    }).catch(() => false);
-    const again = page.locator(`input[type=radio][value="${ip}"]`);
-    if (found && (await again.count()) > 0) {
-      await again.first().check();
-      step(`${host} (${ip}) picked from the discovered appliances`);
-    } else {
-      await fillOne(page, ['input[name=address]', 'input[name=ip]'], ip);
-      step(`${ip} typed in (${host} not among the discovered)`);
-    }
+    await fillOne(page, ['#add-form input[name=address]'], ip);
+    step(`${ip} typed in (${host} was not among the discovered appliances)`);
   }
-  await fillOne(page, ['input[name=code]', 'input[name=join_code]'], code);
+  const form = page.locator('#add-form form');
+  check((await form.count()) > 0, `no add form on ${page.url()}: ${await mainText(page)}`);
+  // The discovered row's first address may be another of its addresses.
+  const address = form.locator('input[name=address]');
+  if ((await address.inputValue()).trim() !== ip) await address.fill(ip);
+  await form.locator('input[name=code]').fill(code);
   for (const role of ['frontend', 'backend']) {
-    const box = page.locator(`input[type=checkbox][name=roles][value=${role}], input[type=checkbox][name=${role}]`).first();
-    if ((await box.count()) > 0) await box.setChecked(roles.includes(role));
+    await form.locator(`input[type=checkbox][name=${role}]`).setChecked(roles.includes(role));
   }
   if (shotName) await shot(page, shotName);
-  await Promise.all([
-    page.waitForLoadState('load'),
-    page.locator('main form button[type=submit], main form input[type=submit]').first().click(),
-  ]);
+  await Promise.all([page.waitForLoadState('load'), form.locator('button[type=submit]').click()]);
 }
 
-/** The confirmation page's button, when the page is a confirmation. */
+/** On a confirmation page of an add, confirms; false when the page is none. */
 export async function confirmIfAsked(page, shotName) {
-  const path = new URL(page.url()).pathname;
-  const button = page.locator('main form[action="/add/start"] button, main form[action="/add/start"] input[type=submit]');
+  const button = page.locator('main form[action="/add/start"] button[type=submit]');
   if ((await button.count()) === 0) return false;
   if (shotName) await shot(page, shotName);
-  step(`confirmation (${path}): ${(await mainText(page)).split('\n').slice(0, 6).join(' | ')}`);
+  step(`confirmation: ${(await mainText(page)).replace(/\s+/g, ' ').slice(0, 300)}`);
   await Promise.all([page.waitForLoadState('load'), button.first().click()]);
   return true;
 }
 
-/** Submits the add form, confirms, follows the progress; returns the page's outcome text. */
+/**
+ * Submits the form of the node page whose action ends with `suffix`
+ * (`/roles`, `/remove`), then its confirmation; returns the final page's
+ * alerts ('' when none). `setup(form)` fills the form first.
+ */
+export async function submitConfirmed(page, suffix, setup, shotName) {
+  const form = page.locator(`main form[action$="${suffix}"]`).first();
+  check((await form.count()) > 0, `no ${suffix} form on ${page.url()}`);
+  if (setup) await setup(form);
+  await Promise.all([page.waitForLoadState('load'), form.locator('button[type=submit]').click()]);
+  const confirm = page.locator(`main form[action$="${suffix}"]:has(input[name=confirm][value=yes]) button[type=submit]`);
+  if ((await confirm.count()) > 0) {
+    if (shotName) await shot(page, shotName);
+    step(`confirmation: ${(await mainText(page)).replace(/\s+/g, ' ').slice(0, 300)}`);
+    await Promise.all([page.waitForLoadState('load'), confirm.first().click()]);
+  }
+  return alerts(page);
+}
+
+/**
+ * Submits the add form, confirms, and follows the progress page until its
+ * outcome: `{ ok, text, alert }` (`alert`: the refusal's words). The
+ * progress screenshot `shots.progress` is taken once a few steps show.
+ */
 export async function addAndFollow(page, base, appliance, shots = {}) {
   await fillAdd(page, base, appliance, shots.form);
   await confirmIfAsked(page, shots.confirm);
-  let shotTaken = false;
-  const outcome = await until(`the outcome of adding ${appliance.host}`, JOIN_MS, 500, async () => {
-    const text = await mainText(page);
+  let shotTaken = !shots.progress;
+  const outcome = await until(`the outcome of adding ${appliance.host}`, JOIN_MS, 250, async () => {
+    const onProgress = new URL(page.url()).pathname.startsWith('/add/progress');
+    const done = page.locator('#progress-outcome .alert.ok, #progress-outcome .alert.warn');
     const alert = await alerts(page);
-    if (shots.progress && !shotTaken && new URL(page.url()).pathname.startsWith('/add/progress')) {
+    const finished = alert || (await done.count()) > 0;
+    if (!shotTaken && onProgress && (finished || (await page.locator('#steps li').count()) >= 3)) {
       shotTaken = true;
       await shot(page, shots.progress);
     }
-    if (alert) return { ok: false, text, alert };
-    if (/\b(is now a member|joined the cluster|was added|added to the cluster)\b/i.test(text)) {
-      return { ok: true, text, alert: '' };
-    }
+    if (alert) return { ok: false, text: await mainText(page), alert };
+    if ((await done.count()) > 0) return { ok: true, text: await mainText(page), alert: '' };
     return false;
   });
   step(`adding ${appliance.host}: ${outcome.ok ? 'done' : `refused: ${outcome.alert.replace(/\s+/g, ' ')}`}`);
