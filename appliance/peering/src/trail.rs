@@ -327,6 +327,48 @@ mod tests {
         assert_eq!(again.record(ev("c"), 1).await.unwrap().seq, 3);
     }
 
+    /// A log whose writes fail while `fail` is set.
+    #[derive(Default)]
+    struct Flaky {
+        log: MemoryEventLog,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl EventLog for Flaky {
+        fn span(&self) -> Result<EventSpan, HookError> {
+            self.log.span()
+        }
+        fn append(&self, event: &Event, keep_from: u64) -> Result<(), HookError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(HookError("disk full".into()));
+            }
+            self.log.append(event, keep_from)
+        }
+        fn read(&self, from: u64, to: u64) -> Result<Vec<Event>, HookError> {
+            self.log.read(from, to)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_reported_and_uses_no_number() {
+        let log = Arc::new(Flaky::default());
+        let trail = EventTrail::new(log.clone(), 10);
+        assert_eq!(trail.record(ev("a"), 1).await.unwrap().seq, 1);
+        log.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = trail.record(ev("b"), 1).await.unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+        log.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(trail.record(ev("c"), 1).await.unwrap().seq, 2);
+        let actions: Vec<String> = trail
+            .list(0, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions, ["a", "c"]);
+    }
+
     #[test]
     fn long_fields_are_cut_with_a_marker_and_made_one_line() {
         let e = Event {
