@@ -1,7 +1,7 @@
 // The management UI's only script: live refresh of marked regions, the
-// progress of an Add appliance (server-sent events), PEM files read into
-// their text fields. Confirmations are
-// pages of their own, so every page works without it.
+// progress of an Add appliance and new events (server-sent events), PEM
+// files read into their text fields. Confirmations are pages of their own,
+// so every page works without it.
 "use strict";
 
 (function () {
@@ -62,6 +62,18 @@
     };
   }
 
+  // <tbody data-stream="/events/stream?after=N">: each event recorded
+  // from now on becomes the table's first row ({html}, rendered and escaped
+  // by the server).
+  function stream(body) {
+    var source = new EventSource(body.getAttribute("data-stream"));
+    source.addEventListener("audit", function (e) {
+      var row = document.createElement("tr");
+      row.innerHTML = JSON.parse(e.data).html;
+      body.insertBefore(row, body.firstChild);
+    });
+  }
+
   // <input type="file" data-into="ID">: the chosen file's text goes into
   // the textarea ID (the form posts text; no upload encoding needed).
   function fileInto(input) {
@@ -75,6 +87,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("input[type=file][data-into]").forEach(fileInto);
+    document.querySelectorAll("tbody[data-stream]").forEach(stream);
     document.querySelectorAll("[data-live]").forEach(live);
     document.querySelectorAll("ol[data-events]").forEach(progress);
   });

@@ -1137,3 +1137,55 @@ async fn accounts_list_without_hashes_and_add_and_remove_with_confirmation() {
     assert!(status.is_redirection());
     assert_eq!(h.changes()[1], "remove_account bob");
 }
+
+#[tokio::test]
+async fn new_events_stream_to_the_events_page() {
+    use futures::StreamExt;
+    let h = harness().await;
+    let ann = h.sign_in("ann", Role::Administrator);
+    let record = |seq: u64, action: &str| AuditEvent {
+        seq,
+        actor: "ann".into(),
+        action: action.into(),
+        detail: "<b>bold</b>".into(),
+        result: "ok".into(),
+        ..Default::default()
+    };
+    h.fake.world().events.push(record(1, "old.action"));
+    let (_, page, _) = h.get(Some(&ann), "/events").await;
+    assert!(
+        page.contains("data-stream=\"/events/stream?after=1\""),
+        "{page}"
+    );
+    let mut req = Request::get("/events/stream?after=1")
+        .header(header::COOKIE, &ann.cookie)
+        .body(Body::empty())
+        .expect("request");
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((CLIENT, 50_000))));
+    let res = h.app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    h.fake.world().events.push(record(2, "new.action"));
+    let mut body = res.into_body().into_data_stream();
+    let mut seen = String::new();
+    let deadline = std::time::Duration::from_secs(15);
+    tokio::time::timeout(deadline, async {
+        while !seen.contains("new.action") {
+            match body.next().await {
+                Some(Ok(chunk)) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => break,
+            }
+        }
+    })
+    .await
+    .expect("the new event arrived");
+    assert!(
+        seen.contains("event: audit") && seen.contains("id: 2"),
+        "{seen}"
+    );
+    assert!(!seen.contains("old.action"), "only events after 1: {seen}");
+    assert!(
+        seen.contains("&lt;b&gt;bold&lt;/b&gt;"),
+        "the row is escaped: {seen}"
+    );
+}

@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/nodes/{id}/remove", post(nodes::remove))
         .route("/nodes/{id}/restart", post(nodes::restart))
         .route("/events", get(events::page))
+        .route("/events/stream", get(events::stream))
         .route("/settings", get(settings::page).post(settings::save))
         .route("/settings/certificate", post(settings::certificate_post))
         .route("/accounts", get(accounts::page))
@@ -57,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/accounts/password", post(accounts::password))
         .route("/assets/{file}", get(assets::serve))
         .layer(Extension(add::Runs::shared()))
+        .layer(Extension(events::Streams::shared()))
 }
 
 /// How an audit event ends: "refused" when applianced (or a check here)
