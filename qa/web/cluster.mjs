@@ -30,15 +30,15 @@ const password = env('WEB_PASSWORD');
 const keys = [await peerKey(A, env('WEB_A_FP'))];
 if (phase === 'setup') keys.push(await peerKey(env('WEB_FRESH_URL'), env('WEB_FRESH_FP')));
 
-/** A well-formed code that is not `code`: each character moved on by one. */
+/**
+ * A well-formed code that is not `code`: its first character moved on by one
+ * in the codes' alphabet (Crockford base32, appliance/cluster/src/joincode.rs),
+ * so that it passes the typing checks and fails only at the appliance.
+ */
 function wrongCode(code) {
-  const alphabet = '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
-  return [...code]
-    .map((ch) => {
-      const i = alphabet.indexOf(ch.toUpperCase());
-      return i < 0 ? ch : alphabet[(i + 1) % alphabet.length];
-    })
-    .join('');
+  const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+  const first = code[0].toUpperCase();
+  return alphabet[(alphabet.indexOf(first) + 1) % alphabet.length] + code.slice(1);
 }
 
 /** Serves, on loopback, a page of another origin whose form posts to `action`. */
