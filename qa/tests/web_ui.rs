@@ -59,6 +59,8 @@ const SCREENSHOTS: &[&str] = &[
     "add-failure",
     "add-refused",
     "node",
+    "roles-confirm",
+    "remove-confirm",
     "events",
     "settings",
     "accounts",
