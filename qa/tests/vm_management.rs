@@ -202,6 +202,7 @@ fn a_cluster_of_vms_is_formed_remotely_and_grown_in_the_web_ui() -> anyhow::Resu
     let server_one = url(ONE);
     let ctl = RemoteCtl::new(net.ns())?;
     one.checked(rt.block_on(login(&ctl, &server_one, &fingerprint)))?;
+    let before_form = one.serial_log().len();
     let formed = one.checked(rt.block_on(ctl.json(&server_one, &["cluster", "form"])))?;
     one.checked(vm_support::ensure(
         formed["node_state"] == "member",
@@ -212,22 +213,32 @@ fn a_cluster_of_vms_is_formed_remotely_and_grown_in_the_web_ui() -> anyhow::Resu
         ONE.1,
         t0.elapsed().as_secs_f64()
     );
-    // A member's certificate is the cluster CA's, which no console showed:
-    // the pin is forgotten and the new certificate accepted, as appliancectl's
-    // refusal tells an administrator to do.
-    if rt
-        .block_on(ctl.json(&server_one, &["cluster", "status"]))
-        .is_err()
-    {
-        ctl.forget_pins()?;
-        one.checked(rt.block_on(ctl.login(&server_one, ADMIN, PASSWORD)))?;
-    }
+    // As a member, VM one serves a certificate of the cluster CA, and its
+    // console shows the new fingerprint: appliancectl refuses the changed
+    // certificate until its pin is forgotten, as the refusal tells an
+    // administrator; then the new one is accepted by that fingerprint.
+    let fingerprint = wait_console(
+        &mut one,
+        CHANGE_LIMIT,
+        "the fingerprint of the cluster CA's management certificate",
+        |log| last_fingerprint(log, before_form).filter(|f| *f != fingerprint),
+    )?;
+    ctl.forget_pin(&server_one)?;
+    let signed_in = qa::wait::until(
+        MANAGEMENT_LIMIT,
+        Duration::from_secs(1),
+        "appliancectl to sign in with the new certificate",
+        // managementd takes the new certificate within 5 s.
+        || rt.block_on(login(&ctl, &server_one, &fingerprint)).ok(),
+    );
+    one.checked(signed_in)?;
 
     // The web UI adds VM two with its console's code.
     let code = wait_console(&mut two, Duration::from_secs(30), "a join code", last_code)?;
     let env = vec![
         ("WEB_A_URL", server_one.clone()),
         ("WEB_A_HOST", ONE.1.to_string()),
+        ("WEB_A_FP", fingerprint.clone()),
         ("WEB_USER", ADMIN.to_string()),
         ("WEB_PASSWORD", PASSWORD.to_string()),
         ("WEB_B_IP", ip(TWO)),
