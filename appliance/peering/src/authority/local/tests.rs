@@ -189,3 +189,50 @@ async fn the_authority_keeps_the_back_end_role() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_authority_keeps_the_newest_events_and_stores_each_before_answering() {
+    let persist = Arc::new(MemoryPersist::default());
+    let a = authority(persist.clone());
+    let extra = 5;
+    for i in 1..=AUTHORITY_EVENTS_KEPT + extra {
+        let e = a
+            .record_event(Event {
+                action: "sign-in".into(),
+                ..Event::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(e.seq, i);
+        if i == 1 {
+            assert_eq!(persist.events(), [e]);
+        }
+    }
+    let stored = persist.events();
+    assert_eq!(stored.len() as u64, AUTHORITY_EVENTS_KEPT);
+    assert_eq!(stored.first().unwrap().seq, extra + 1);
+    assert_eq!(stored.last().unwrap().seq, AUTHORITY_EVENTS_KEPT + extra);
+}
+
+#[tokio::test]
+async fn a_management_certificate_is_signed_only_for_a_member() {
+    let a = authority(Arc::new(MemoryPersist::default()));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(vec!["node-1".to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let signed = a
+        .sign_management(NodeId(Uuid::from_u128(1)), &csr)
+        .await
+        .unwrap();
+    assert_eq!(signed.ca_pem, a.ca_cert().to_pem());
+    let stranger = NodeId(Uuid::from_u128(9));
+    let e = a.sign_management(stranger, &csr).await.unwrap_err();
+    assert!(
+        matches!(e, AuthorityError::Refused(ChangeError::UnknownNode { node }) if node == stranger),
+        "{e}"
+    );
+}
