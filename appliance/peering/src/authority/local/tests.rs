@@ -1,5 +1,6 @@
 //! Tests of the local authority: storing before a change is visible,
-//! revocation on removal, admission rules, the back-end role kept.
+//! revocation on removal, admission rules, the back-end role kept, the
+//! audit trail's bound, management certificates for members only.
 
 use std::time::SystemTime;
 
