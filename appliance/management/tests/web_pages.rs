@@ -1189,3 +1189,49 @@ async fn new_events_stream_to_the_events_page() {
         "the row is escaped: {seen}"
     );
 }
+
+#[tokio::test]
+async fn a_wrong_code_is_said_once_with_where_to_read_the_code() {
+    let h = harness().await;
+    let ann = h.sign_in("ann", Role::Administrator);
+    let why = "the appliance refused the join: the join code did not match";
+    h.fake.world().add_script = vec![
+        add_event(
+            "connecting",
+            "connecting to the appliance at 10.77.0.13:7443",
+            &[],
+            false,
+            false,
+        ),
+        add_event(
+            "preflight_passed",
+            "preflight checks passed",
+            &[],
+            false,
+            false,
+        ),
+        add_event("failed", why, &[], true, false),
+    ];
+    let form = [
+        ("csrf", ann.csrf.as_str()),
+        ("address", "10.77.0.13"),
+        ("code", "WRONG-CODE"),
+        ("frontend", "frontend"),
+    ];
+    let (_, _, location) = h.post(&ann, "/add/start", &form).await;
+    let progress = location.unwrap_or_default();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        h.get(Some(&ann), &format!("{progress}/events")),
+    )
+    .await
+    .expect("the progress stream ended");
+    let (_, page, _) = h.get(Some(&ann), &progress).await;
+    assert_eq!(page.matches(why).count(), 1, "said once: {page}");
+    assert!(page.contains("Read the join code again"), "{page}");
+    let last = h.fake.world().events.last().cloned().unwrap_or_default();
+    assert_eq!(
+        (last.result.as_str(), last.reason.as_str()),
+        ("failed", why)
+    );
+}

@@ -568,6 +568,12 @@ fn next_after_failure(kind: &str) -> &'static str {
             "Nothing changed in the cluster. Fix each failed check listed above (a placement \
              refusal names the roles to choose instead), then add the appliance again."
         }
+        // Failed after the preflight, before both sides proved the code.
+        "preflight_passed" => {
+            "Nothing changed in the cluster. Read the join code again from the new appliance's \
+             console (it shows a new one when it expires or after too many wrong tries) and add \
+             the appliance again with it."
+        }
         "connecting" | "facts" | "" => {
             "Nothing changed in the cluster. Check the address, that the appliance is on and \
              waiting to be joined, that its peer port is reachable from this node, and that \
@@ -627,13 +633,16 @@ async fn drive(
                         if !e.r#final {
                             last_kind = e.kind.clone();
                         }
-                        run.push(Step {
-                            kind: e.kind.clone(),
-                            message: e.message.clone(),
-                            details: e.details.clone(),
-                            elapsed_ms: e.elapsed_ms,
-                            tone: tone_of(&e),
-                        });
+                        // A final failure is said once, in the outcome's alert.
+                        if !e.r#final || e.ok {
+                            run.push(Step {
+                                kind: e.kind.clone(),
+                                message: e.message.clone(),
+                                details: e.details.clone(),
+                                elapsed_ms: e.elapsed_ms,
+                                tone: tone_of(&e),
+                            });
+                        }
                         if e.r#final {
                             final_event = Some(e);
                             break;
