@@ -20,7 +20,7 @@ build: deps
 ## and out/baseline/ (the same kernel with a busybox initramfs, for the bench).
 ## The builder installs the host tools it needs (gdisk, mtools, syslinux, ...).
 image: deps
-	$(CARGO) build --release -p applianced -p demo-portal -p demo-audit
+	$(CARGO) build --release -p applianced -p demo-portal -p demo-audit -p appliance-management
 	$(CARGO) run --release -p appliance-image -- build --out out
 	$(CARGO) run --release -p appliance-image -- baseline --out out/baseline
 
@@ -44,7 +44,7 @@ repro-full: deps
 ## applianced with the failpoints, built in its own target directory, so the
 ## release binaries of `image` never carry them.
 image-faults: deps
-	$(CARGO) build --release -p applianced -p demo-portal -p demo-audit --features applianced/failpoints --target-dir target/faults
+	$(CARGO) build --release -p applianced -p demo-portal -p demo-audit -p appliance-management --features applianced/failpoints --target-dir target/faults
 	$(CARGO) run --release -p appliance-image -- build --out out/faults --bin-dir target/faults/release --cache out/.cache
 
 ## Test builds carry the failpoints (qa/tests/rollback.rs injects failures

@@ -24,14 +24,14 @@ fn options(out: &Path) -> BuildOptions {
 }
 
 #[test]
-#[ignore = "needs target/release/{applianced,portal,audit}, apt, and about a minute"]
+#[ignore = "needs target/release/{applianced,portal,audit,managementd}, apt, and about a minute"]
 fn build_is_reproducible_and_its_kernel_line_editable() {
     let d = tempfile::tempdir().unwrap();
     // A snapshot of the binaries, so a concurrent cargo build cannot make
     // the two builds differ.
     let bins = d.path().join("bins");
     std::fs::create_dir(&bins).unwrap();
-    for b in ["applianced", "portal", "audit"] {
+    for b in ["applianced", "portal", "audit", "managementd"] {
         std::fs::copy(workspace().join("target/release").join(b), bins.join(b)).unwrap();
     }
     let (a, b) = (d.path().join("a"), d.path().join("b"));

@@ -178,13 +178,19 @@ pub(super) fn root_tree(
     let text = |s: &str| Source::Bytes(s.as_bytes().to_vec());
     t.file(
         "etc/passwd",
-        text("root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        // `management`: managementd's user; its group may use applianced's
+        // API socket (root:management 0660).
+        text(concat!(
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n",
+            "management:x:990:990:appliance management server:/nonexistent:/usr/sbin/nologin\n",
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        )),
         0o644,
         "builder",
     )?;
     t.file(
         "etc/group",
-        text("root:x:0:\nnogroup:x:65534:\n"),
+        text("root:x:0:\nmanagement:x:990:\nnogroup:x:65534:\n"),
         0o644,
         "builder",
     )?;
