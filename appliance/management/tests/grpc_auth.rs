@@ -9,6 +9,7 @@ mod common;
 use appliance_api::v1::management_client::ManagementClient;
 use appliance_api::v1::node_client::NodeClient;
 use appliance_api::v1::*;
+use appliance_management::grpc::action;
 use appliance_management::grpc::node::{CHANGING, READ_ONLY};
 use common::{Harness, PASSWORD};
 use tonic::transport::Channel;
@@ -245,7 +246,7 @@ async fn viewers_read_and_administrators_change() {
     let events = h.fake.events();
     for name in CHANGING {
         assert!(
-            events.iter().any(|e| e.action == *name
+            events.iter().any(|e| e.action == action(name)
                 && e.actor == "admin"
                 && e.result == "ok"
                 && e.node == "node1"),
@@ -254,7 +255,7 @@ async fn viewers_read_and_administrators_change() {
         assert!(
             events
                 .iter()
-                .any(|e| e.action == *name && e.actor == "viewer" && e.result == "refused"),
+                .any(|e| e.action == action(name) && e.actor == "viewer" && e.result == "refused"),
             "{name}'s refusal audited"
         );
     }
@@ -268,9 +269,10 @@ async fn viewers_read_and_administrators_change() {
             .all(|e| !READ_ONLY.contains(&e.action.as_str())),
         "reads are not audited"
     );
-    assert!(events
-        .iter()
-        .any(|e| e.action == "login" && e.actor == "viewer" && e.source == "127.0.0.1"));
+    assert!(events.iter().any(|e| e.action == "sign-in"
+        && e.detail == "api"
+        && e.actor == "viewer"
+        && e.source == "127.0.0.1"));
     let text = appliance_management::metrics::gather(&h.state).await;
     assert!(
         text.contains("appliance_cluster_joins_total{result=\"ok\"} 1"),

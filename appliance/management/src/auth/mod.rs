@@ -111,10 +111,8 @@ pub async fn sign_in(
     kind: sessions::Kind,
 ) -> Result<(String, Principal), SignInError> {
     use crate::state::Outcome;
-    let action = match kind {
-        sessions::Kind::Web => "sign-in",
-        sessions::Kind::Api => "login",
-    };
+    // One action for both faces; the detail says which ("web" or "api").
+    let action = "sign-in";
     let reply = state
         .backend()
         .accounts()

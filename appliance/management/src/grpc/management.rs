@@ -77,7 +77,7 @@ impl Management for ManagementService {
             self.state.sessions().revoke_token(token);
         }
         self.state
-            .audit(&who.name, who.source, "logout", "api", Outcome::Ok)
+            .audit(&who.name, who.source, "sign-out", "api", Outcome::Ok)
             .await;
         Ok(Response::new(LogoutReply {}))
     }
@@ -217,12 +217,16 @@ impl Management for ManagementService {
         &self,
         req: Request<SetManagementCertificateRequest>,
     ) -> Result<Response<ManagementTls>, Status> {
-        let detail = if req.get_ref().cert_pem.is_empty() {
-            "cleared: back to the node's own certificate".to_string()
+        let (action, detail) = if req.get_ref().cert_pem.is_empty() {
+            (
+                "certificate.clear",
+                "back to the node's own certificate".to_string(),
+            )
         } else {
-            format!(
-                "uploaded certificate of {} bytes",
-                req.get_ref().cert_pem.len()
+            let bytes = req.get_ref().cert_pem.len();
+            (
+                "certificate.set",
+                format!("uploaded certificate of {bytes} bytes"),
             )
         };
         let who = authorize_change(&self.state, &req, "SetManagementCertificate", &detail).await?;
@@ -233,7 +237,7 @@ impl Management for ManagementService {
             .set_management_certificate(req.into_inner())
             .await
             .map(|r| strip_key(r.into_inner()));
-        audit_call(&self.state, &who, "tls.certificate", &detail, &result).await;
+        audit_call(&self.state, &who, action, &detail, &result).await;
         result.map(Response::new)
     }
 }

@@ -73,6 +73,25 @@ pub fn authorize<T>(
     Ok(who)
 }
 
+/// The audit trail's name of a changing method, the same as the web pages
+/// record for the same change ("cluster.add", ...); the method's own name
+/// for any other. Refusals name the method itself.
+pub fn action(method: &str) -> &str {
+    match method {
+        "SetConfig" => "config.set",
+        "RestartService" => "service.restart",
+        "AddPeer" => "peer.add",
+        "RemovePeer" => "peer.remove",
+        "ClusterForm" => "cluster.form",
+        "ClusterAdd" => "cluster.add",
+        "ClusterRemove" => "cluster.remove",
+        "ClusterSetRoles" => "cluster.set-roles",
+        "SetSettings" => "settings.set",
+        "SetManagementCertificate" => "certificate.set",
+        other => other,
+    }
+}
+
 /// The audit result of a call's outcome.
 pub fn outcome_of(status: &Status) -> (&'static str, String) {
     let result = match status.code() {
@@ -125,7 +144,7 @@ pub async fn authorize_change<T>(
         Ok(p) => Ok(p),
         Err(status) if status.code() == Code::PermissionDenied => {
             if let Ok(who) = caller(state, req) {
-                audit_call::<()>(state, &who, method, detail, &Err(status.clone())).await;
+                audit_call::<()>(state, &who, action(method), detail, &Err(status.clone())).await;
             }
             Err(status)
         }

@@ -12,7 +12,7 @@ use appliance_api::v1::*;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{audit_call, authorize, authorize_change};
+use super::{action, audit_call, authorize, authorize_change};
 use crate::state::AppState;
 
 /// The methods any signed-in account may call.
@@ -65,7 +65,8 @@ macro_rules! read {
     }};
 }
 
-/// A change: the role check, the call, the audit event.
+/// A change: the role check, the call, the audit event (its action named
+/// as the web pages name it, see [`super::action`]).
 macro_rules! change {
     ($self:ident, $req:ident, $name:literal, $method:ident, $detail:expr) => {{
         let detail: String = $detail($req.get_ref());
@@ -76,7 +77,7 @@ macro_rules! change {
             .node()
             .$method($req.into_inner())
             .await;
-        audit_call(&$self.state, &who, $name, &detail, &result).await;
+        audit_call(&$self.state, &who, action($name), &detail, &result).await;
         result
     }};
 }
@@ -215,7 +216,7 @@ impl Node for NodeProxy {
                 audit_call::<()>(
                     &self.state,
                     &who,
-                    "ClusterAdd",
+                    action("ClusterAdd"),
                     &detail,
                     &Err(status.clone()),
                 )
@@ -232,7 +233,7 @@ impl Node for NodeProxy {
             let detail = detail.clone();
             async move {
                 state.metrics().join(outcome.is_ok(), elapsed_ms(started));
-                audit_call(&state, &who, "ClusterAdd", &detail, &outcome).await;
+                audit_call(&state, &who, action("ClusterAdd"), &detail, &outcome).await;
             }
         });
         Ok(Response::new(stream))
