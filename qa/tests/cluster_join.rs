@@ -109,7 +109,8 @@ async fn nodes_join_with_codes_and_the_firewalls_follow() -> anyhow::Result<()> 
         list.into_iter().map(|s| (s.name, s.pid)).collect()
     };
     let a_services = pids(services(&a).await?);
-    assert_eq!(a_services.len(), 2, "{a_services:?}");
+    // audit, portal and the system service management.
+    assert_eq!(a_services.len(), 3, "{a_services:?}");
 
     // A kept connection to A's public port, answering through every change.
     let steady = Steady::start(
@@ -229,9 +230,10 @@ async fn nodes_join_with_codes_and_the_firewalls_follow() -> anyhow::Result<()> 
         );
     }
 
-    // B runs only the front-end; its portal records in A's audit.
+    // B runs only the front-end (and management, on every node); its portal
+    // records in A's audit.
     let on_b: Vec<String> = services(&b).await?.into_iter().map(|s| s.name).collect();
-    assert_eq!(on_b, ["portal"]);
+    assert_eq!(on_b, ["management", "portal"]);
     let posted = http(
         &outsider,
         addr("10.77.0.12:8080"),
@@ -328,7 +330,7 @@ async fn members_restart_as_members_and_catch_up() -> anyhow::Result<()> {
     let on_a: Vec<String> = services(&a).await?.into_iter().map(|s| s.name).collect();
     assert_eq!(
         on_a,
-        ["audit"],
+        ["audit", "management"],
         "A, back-end only, still runs the front-end"
     );
 
