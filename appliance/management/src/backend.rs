@@ -1,21 +1,37 @@
 //! The client of applianced: the `Node` and `Admin` services on its Unix
 //! socket, and the audit trail.
+//!
+//! Requests without a session ask whether an administrator exists (to send
+//! the browser to `/setup` or `/signin`); that answer is cached for
+//! [`SETUP_CACHE`] so that anonymous traffic cannot turn into a flood of
+//! calls on PID 1.
 
 use appliance_api::v1::admin_client::AdminClient;
 use appliance_api::v1::node_client::NodeClient;
 use appliance_api::v1::{AccountsReply, AuditEvent, ListAccountsRequest};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use tonic::transport::Channel;
+
+/// How long "is there an administrator" (and the setup hint) is reused.
+pub const SETUP_CACHE: Duration = Duration::from_secs(2);
 
 /// applianced, as managementd reaches it.
 #[derive(Clone)]
 pub struct Backend {
     channel: Channel,
+    /// When it was last asked, whether an administrator exists, the hint.
+    setup: Arc<Mutex<Option<(Instant, bool, String)>>>,
 }
 
 impl Backend {
     /// A backend over an open channel (see `appliance_api::connect_unix`).
     pub fn new(channel: Channel) -> Self {
-        Backend { channel }
+        Backend {
+            channel,
+            setup: Arc::default(),
+        }
     }
 
     /// The node API.
@@ -48,13 +64,27 @@ impl Backend {
             .into_inner())
     }
 
-    /// True when some account is an administrator (anyone can sign in).
+    /// True when some account is an administrator (anyone can sign in),
+    /// and the hint where to set the first one; cached for [`SETUP_CACHE`].
+    pub async fn setup_state(&self) -> Result<(bool, String), tonic::Status> {
+        if let Ok(cache) = self.setup.lock() {
+            if let Some((at, has, hint)) = cache.as_ref() {
+                if at.elapsed() < SETUP_CACHE {
+                    return Ok((*has, hint.clone()));
+                }
+            }
+        }
+        let reply = self.accounts().await?;
+        let has = reply.accounts.iter().any(|a| a.role == "administrator");
+        if let Ok(mut cache) = self.setup.lock() {
+            *cache = Some((Instant::now(), has, reply.first_admin_hint.clone()));
+        }
+        Ok((has, reply.first_admin_hint))
+    }
+
+    /// True when some account is an administrator (cached, see
+    /// [`Backend::setup_state`]).
     pub async fn has_administrator(&self) -> Result<bool, tonic::Status> {
-        Ok(self
-            .accounts()
-            .await?
-            .accounts
-            .iter()
-            .any(|a| a.role == "administrator"))
+        Ok(self.setup_state().await?.0)
     }
 }

@@ -11,7 +11,7 @@
 //! used to flush the table. When full, the key whose last failure is the
 //! oldest is dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -46,6 +46,10 @@ pub struct Throttled {
 #[derive(Default)]
 pub struct Limiter {
     map: Mutex<HashMap<Key, VecDeque<u64>>>,
+    /// Keys whose refusal was already reported since their last failure:
+    /// refusals are audited once per wait, so a flood of refused attempts
+    /// cannot flood the audit trail.
+    noted: Mutex<HashSet<Key>>,
 }
 
 fn source_key(ip: IpAddr) -> Key {
@@ -131,6 +135,10 @@ impl Limiter {
                     }
                 }
             }
+            self.noted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
             let f = map.entry(key).or_default();
             while f
                 .front()
@@ -143,6 +151,21 @@ impl Limiter {
             }
             f.push_back(now);
         }
+    }
+
+    /// Called on a refusal: true the first time since the last failure of
+    /// `source` (or `account`), when the refusal is worth an audit event;
+    /// later ones only go to the log.
+    pub fn first_refusal(&self, source: IpAddr, account: Option<&str>) -> bool {
+        let mut noted = self.noted.lock().unwrap_or_else(|e| e.into_inner());
+        if noted.len() >= MAX_KEYS {
+            noted.clear();
+        }
+        let mut first = false;
+        for key in keys(source, account) {
+            first |= noted.insert(key);
+        }
+        first
     }
 
     /// Records a successful sign-in: the account's failures are forgotten
@@ -259,6 +282,21 @@ mod tests {
         assert!(l
             .check_at(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), None, 10)
             .is_err());
+    }
+
+    #[test]
+    fn a_refusal_is_reported_once_per_failure() {
+        let l = Limiter::new();
+        for i in 0..FREE_FAILURES as u64 {
+            l.failure_at(A, Some("ann"), i);
+        }
+        assert!(l.first_refusal(A, Some("ann")));
+        assert!(!l.first_refusal(A, Some("ann")));
+        assert!(!l.first_refusal(A, None));
+        // Another source trying the same account: its first.
+        assert!(l.first_refusal(B, Some("ann")));
+        l.failure_at(A, Some("ann"), 10);
+        assert!(l.first_refusal(A, Some("ann")));
     }
 
     #[test]

@@ -99,6 +99,33 @@ fn typed(name: &str) -> String {
     format!("name {short:?}")
 }
 
+/// A refusal by the rate limit: counted, logged, and audited once per wait
+/// (see [`limiter::Limiter::first_refusal`]).
+async fn refuse(
+    state: &crate::state::AppState,
+    source: IpAddr,
+    name: &str,
+    account: Option<&str>,
+    t: limiter::Throttled,
+) -> SignInError {
+    state.metrics().sign_in_throttled();
+    let reason = t.to_string();
+    if state.limiter().first_refusal(source, account) {
+        state
+            .audit(
+                "",
+                source,
+                "sign-in",
+                &typed(name),
+                crate::state::Outcome::Refused(&reason),
+            )
+            .await;
+    } else {
+        tracing::info!(%source, detail = %typed(name), %reason, "sign-in refused again (audited once per wait)");
+    }
+    t.into()
+}
+
 /// Signs `name` in with `password` from `source`: the rate limit, Argon2
 /// (against a decoy for an unknown account, so both take as long), the
 /// session, the audit event and the counters. Shared by the web form and
@@ -113,6 +140,11 @@ pub async fn sign_in(
     use crate::state::Outcome;
     // One action for both faces; the detail says which ("web" or "api").
     let action = "sign-in";
+    // The source first: a flood from one address is refused without a
+    // call on applianced or an Argon2 run.
+    if let Err(t) = state.limiter().check(source, None) {
+        return Err(refuse(state, source, name, None, t).await);
+    }
     let reply = state
         .backend()
         .accounts()
@@ -127,16 +159,9 @@ pub async fn sign_in(
     }
     let account = reply.accounts.iter().find(|a| a.name == name);
     let role = account.map(|a| a.role.parse::<Role>());
-    if let Err(t) = state
-        .limiter()
-        .check(source, account.map(|a| a.name.as_str()))
-    {
-        state.metrics().sign_in_throttled();
-        let reason = t.to_string();
-        state
-            .audit("", source, action, &typed(name), Outcome::Refused(&reason))
-            .await;
-        return Err(t.into());
+    let account_name = account.map(|a| a.name.as_str());
+    if let Err(t) = state.limiter().check(source, account_name) {
+        return Err(refuse(state, source, name, account_name, t).await);
     }
     let ok = state
         .hasher()

@@ -162,15 +162,13 @@ async fn signout(
 }
 
 async fn setup(State(state): State<AppState>) -> Response {
-    match state.backend().accounts().await {
-        Ok(r) if r.accounts.iter().any(|a| a.role == "administrator") => {
-            Redirect::to("/signin").into_response()
-        }
-        Ok(r) => {
-            let hint = if r.first_admin_hint.is_empty() {
+    match state.backend().setup_state().await {
+        Ok((true, _)) => Redirect::to("/signin").into_response(),
+        Ok((false, hint)) => {
+            let hint = if hint.is_empty() {
                 "Set the first administrator on the console, in the seed file or with the kernel parameter appliance.admin=NAME:HASH."
             } else {
-                r.first_admin_hint.as_str()
+                hint.as_str()
             };
             page(
                 "Set up the first administrator",
