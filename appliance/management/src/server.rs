@@ -5,7 +5,8 @@
 //!
 //! Bounded: at most [`Limits::max_connections`] connections at once (a new
 //! one over that is closed at once), a TLS handshake must finish within
-//! [`Limits::handshake_timeout`], an HTTP/1 request's headers within 30 s.
+//! [`Limits::handshake_timeout`], an HTTP/1 request's headers within 30 s,
+//! and an HTTP/2 connection carries at most [`MAX_STREAMS`] requests at once.
 //! Every request carries the client's address (`ConnectInfo<SocketAddr>`)
 //! for the extractors, the audit trail and the rate limits.
 
@@ -32,6 +33,9 @@ use tower::ServiceExt;
 
 use crate::auth::web::same_origin;
 use crate::state::AppState;
+
+/// HTTP/2 streams at once on one connection.
+pub const MAX_STREAMS: u32 = 32;
 
 /// The server's bounds.
 #[derive(Debug, Clone, Copy)]
@@ -159,7 +163,12 @@ pub async fn serve(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30));
-            builder.http2().timer(TokioTimer::new());
+            // HTTP/2: few streams per connection, so that the connection
+            // bound also bounds the requests in flight.
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_STREAMS);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

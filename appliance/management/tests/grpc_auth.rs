@@ -523,3 +523,43 @@ async fn sessions_settings_and_the_certificate() {
         .expect_err("logged out");
     assert_eq!(err.code(), Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn a_join_whose_client_goes_away_is_still_audited() {
+    let h = Harness::start().await;
+    let (mut node, mut mgmt) = clients(&h).await;
+    let admin = login(&mut mgmt, "admin", PASSWORD).await.expect("admin");
+    let mut stream = node
+        .cluster_add(with_token(
+            ClusterAddRequest {
+                address: common::HANGING_JOIN.into(),
+                code: "SECRET-CODE".into(),
+                roles: vec![],
+            },
+            Some(&admin),
+        ))
+        .await
+        .expect("join")
+        .into_inner();
+    assert!(stream.message().await.expect("first event").is_some());
+    drop(stream);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let events = h.fake.events();
+        if let Some(e) = events.iter().find(|e| e.action == "cluster.add") {
+            assert_eq!(e.result, "failed", "{e:?}");
+            assert!(e.reason.contains("went away"), "{e:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit event: {events:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = appliance_management::metrics::gather(&h.state).await;
+    assert!(
+        text.contains("appliance_cluster_joins_total{result=\"failed\"} 1"),
+        "{text}"
+    );
+}

@@ -5,6 +5,8 @@
 //! `ClusterAdd` is forwarded as a stream; its outcome feeds the join figures.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use appliance_api::v1::node_server::Node;
@@ -278,20 +280,21 @@ fn elapsed_ms(since: Instant) -> u64 {
 }
 
 /// Forwards `upstream` and calls `done` once with the join's outcome: the
-/// final event's `ok`, an error, or an end without a final event.
+/// final event's `ok`, an error, an end without a final event, or the
+/// client going away (the stream dropped before its end).
 fn async_stream<F, Fut>(upstream: tonic::Streaming<ClusterAddEvent>, done: F) -> AddStream
 where
     F: Fn(Result<(), Status>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let done = std::sync::Arc::new(done);
-    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let end = Arc::new(JoinEnd {
+        finished: AtomicBool::new(false),
+        done: Box::new(move |outcome| Box::pin(done(outcome))),
+    });
     let forward = {
-        let done = done.clone();
-        let finished = finished.clone();
+        let end = end.clone();
         upstream.then(move |item| {
-            let done = done.clone();
-            let finished = finished.clone();
+            let end = end.clone();
             async move {
                 let outcome = match &item {
                     Ok(ev) if ev.r#final && ev.ok => Some(Ok(())),
@@ -302,23 +305,61 @@ where
                     Err(status) => Some(Err(status.clone())),
                 };
                 if let Some(outcome) = outcome {
-                    if !finished.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                        done(outcome).await;
-                    }
+                    end.finish(outcome).await;
                 }
                 item
             }
         })
     };
+    let guard = DropGuard(end);
     let tail = futures::stream::once(async move {
-        if !finished.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            done(Err(Status::unavailable(
+        let guard = guard;
+        guard
+            .0
+            .finish(Err(Status::unavailable(
                 "the join's stream ended without a final event",
             )))
             .await;
-        }
         None
     })
     .filter_map(|x: Option<Result<ClusterAddEvent, Status>>| async move { x });
     Box::pin(forward.chain(tail))
+}
+
+type Done =
+    Box<dyn Fn(Result<(), Status>) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// The join's end, reported once.
+struct JoinEnd {
+    finished: AtomicBool,
+    done: Done,
+}
+
+impl JoinEnd {
+    async fn finish(&self, outcome: Result<(), Status>) {
+        if !self.finished.swap(true, Ordering::SeqCst) {
+            (self.done)(outcome).await;
+        }
+    }
+}
+
+/// Reports the join as cancelled when the stream is dropped before its end
+/// (the client went away).
+struct DropGuard(Arc<JoinEnd>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        if self.0.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let report = (self.0.done)(Err(Status::cancelled(
+            "the client went away before the join ended",
+        )));
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(report);
+            }
+            Err(_) => tracing::warn!("join's end not audited: no runtime"),
+        }
+    }
 }

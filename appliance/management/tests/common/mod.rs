@@ -21,8 +21,11 @@ use appliance_management::server::App;
 use appliance_management::state::AppState;
 use axum::body::Body;
 use axum::http::{Request, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tonic::{Response as TResponse, Status};
+
+/// A ClusterAdd to this address sends one event, then nothing.
+pub const HANGING_JOIN: &str = "192.0.2.99";
 
 /// A password every seeded account has.
 pub const PASSWORD: &str = "correct horse battery";
@@ -222,9 +225,18 @@ impl Node for Fake {
     type ClusterAddStream = Pin<Box<dyn Stream<Item = Result<ClusterAddEvent, Status>> + Send>>;
     async fn cluster_add(
         &self,
-        _: tonic::Request<ClusterAddRequest>,
+        req: tonic::Request<ClusterAddRequest>,
     ) -> Result<TResponse<Self::ClusterAddStream>, Status> {
         self.node("ClusterAdd");
+        if req.get_ref().address == HANGING_JOIN {
+            let first = futures::stream::iter([Ok(ClusterAddEvent {
+                kind: "connecting".into(),
+                ..Default::default()
+            })]);
+            return Ok(TResponse::new(Box::pin(
+                first.chain(futures::stream::pending()),
+            )));
+        }
         let events = vec![
             Ok(ClusterAddEvent {
                 kind: "connecting".into(),
