@@ -76,6 +76,8 @@ pub async fn seed_first_admin(data: &DataSource, mut account: Account, member: b
         }
         let (current, generation) = match data.current() {
             Ok(v) => v,
+            // Not a member again yet.
+            Err(e) if member && e.code() == tonic::Code::Unavailable => continue,
             Err(e) => {
                 warn!(
                     "the first administrator {name:?} is not applied: {}",

@@ -45,6 +45,7 @@ impl DataSource {
         if let Some(v) = self.cluster.as_ref().and_then(Cluster::member_admin) {
             return Ok(v);
         }
+        self.not_resuming()?;
         let own = own_admin::load(&self.store).map_err(|e| Status::internal(e.to_string()))?;
         Ok((own, 0))
     }
@@ -62,6 +63,7 @@ impl DataSource {
                 return Ok(v);
             }
         }
+        self.not_resuming()?;
         let _guard = self.own_lock.lock().await;
         let mut own = own_admin::load(&self.store).map_err(|e| Status::internal(e.to_string()))?;
         let settings_before = own.settings().clone();
@@ -72,6 +74,22 @@ impl DataSource {
             self.follow_own_settings().await?;
         }
         Ok((own, 0))
+    }
+
+    /// Refuses, for now, a node that is a member but not yet again after a
+    /// start: its accounts are the cluster's, not its own record's.
+    fn not_resuming(&self) -> Result<(), Status> {
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(Cluster::has_stored_membership)
+        {
+            return Err(Status::unavailable(
+                "this node is becoming a cluster member again after its start; its accounts \
+                 and settings are the cluster's: try again in a few seconds",
+            ));
+        }
+        Ok(())
     }
 
     /// The node follows its own (changed) settings.
