@@ -130,3 +130,32 @@ impl Ctx {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use appliance_cluster::AdminError;
+
+    use super::*;
+
+    #[test]
+    fn refusals_keep_the_models_sentence_and_say_whose_fault() {
+        let state = refusal(ChangeError::Admin(AdminError::LastAdministrator {
+            name: "root".into(),
+            action: "removed",
+        }));
+        assert!(matches!(state, ClusterError::State(_)), "{state:?}");
+        let status = tonic::Status::from(state);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status
+            .message()
+            .contains("\"root\" is the last administrator"));
+
+        let input = refusal(ChangeError::Admin(AdminError::InvalidName {
+            name: "Root".into(),
+            reason: "starts with 'R', not a letter a-z".into(),
+        }));
+        let status = tonic::Status::from(input);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("\"Root\""));
+    }
+}
