@@ -85,7 +85,18 @@ pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, TlsE
         .ok_or_else(|| TlsError::Key("no private key in the PEM".to_string()))?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| TlsError::Key(e.to_string()))?;
-    Ok(CertifiedKey::new(chain, signer))
+    let certified = CertifiedKey::new(chain, signer);
+    // A key that is not the certificate's would fail every handshake: keep
+    // serving the old pair instead. (`Unknown`: rustls cannot tell for this
+    // key type, so the pair is taken as it is.)
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(certified)
+        }
+        Err(e) => Err(TlsError::Key(format!(
+            "the key does not match the certificate: {e}"
+        ))),
+    }
 }
 
 /// The server configuration: TLS 1.3 and 1.2 only (rustls implements

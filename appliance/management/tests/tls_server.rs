@@ -241,6 +241,21 @@ async fn a_new_certificate_is_served_without_a_restart() {
         .expect("a certificate");
     assert_ne!(first, second);
 
+    // A key that is not the certificate's is refused; the one in use stays.
+    let other = certificate("node1");
+    h.fake.lock().tls = appliance_api::v1::ManagementTls {
+        key_pem: other.key_pem,
+        ..certificate("node1")
+    };
+    let err = tls::refresh(h.state.backend(), &running.resolver)
+        .await
+        .expect_err("mismatched key");
+    assert!(err.to_string().contains("does not match"), "{err}");
+    assert_eq!(
+        running.resolver.fingerprint().as_deref(),
+        Some(next.fingerprint.as_str())
+    );
+
     // A broken certificate from applianced leaves the one in use.
     h.fake.lock().tls = appliance_api::v1::ManagementTls {
         cert_pem: "not a certificate".into(),
