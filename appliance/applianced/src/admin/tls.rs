@@ -197,12 +197,18 @@ impl ManagementTlsSource {
 
     /// Keeps the console's management line up to date: the URL and the
     /// certificate's fingerprint, shown again when either changes. Runs
-    /// for the daemon's life.
+    /// until the source is dropped: it holds only a weak reference between
+    /// two looks, so that it never keeps the node and its store open past
+    /// the daemon's shutdown (PID 1 unmounts /data once they are dropped).
     pub fn spawn_console_line(&self) {
-        let me = self.clone();
+        let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut shown = String::new();
             loop {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let me = ManagementTlsSource { inner };
                 if let Ok(tls) = me.current().await {
                     if let Some(line) = me.console_line(&tls).await {
                         if line != shown {
@@ -211,6 +217,7 @@ impl ManagementTlsSource {
                         }
                     }
                 }
+                drop(me);
                 tokio::time::sleep(CONSOLE_EVERY).await;
             }
         });
