@@ -531,13 +531,24 @@ impl RemoteCtl {
         })
     }
 
-    /// Forgets the pinned certificates (after a node's certificate changed
-    /// on purpose, e.g. it joined a cluster), as the refusal tells one to.
-    pub fn forget_pins(&self) -> anyhow::Result<()> {
-        match std::fs::remove_file(self.config.join("appliancectl/known_servers")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+    /// Forgets the pinned certificate of `url` (after a node's certificate
+    /// changed on purpose, e.g. it joined a cluster), as the refusal tells
+    /// one to: its line goes from `known_servers`, the others stay.
+    pub fn forget_pin(&self, url: &str) -> anyhow::Result<()> {
+        let path = self.config.join("appliancectl/known_servers");
+        let key = url.trim_start_matches("https://").trim_end_matches('/');
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let kept: String = text
+            .lines()
+            .filter(|l| l.split_whitespace().next() != Some(key))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, kept)?;
+        Ok(())
     }
 }
 

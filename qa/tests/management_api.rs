@@ -55,9 +55,11 @@ fn host(lan: &Lan, tag: &str, name: &str, cidr: &str) -> anyhow::Result<Netns> {
 async fn ctl(c: &RemoteCtl, url: &str, args: &[&str], stdin: &str) -> anyhow::Result<Output> {
     let out = c.run(url, args, stdin).await?;
     if !out.status.success() && stderr(&out).contains("changed!") {
-        c.forget_pins()?;
-        let mut again = vec!["--yes"];
-        again.extend(args);
+        c.forget_pin(url)?;
+        let mut again = args.to_vec();
+        if !again.contains(&"--yes") {
+            again.insert(0, "--yes");
+        }
         return c.run(url, &again, stdin).await;
     }
     Ok(out)
@@ -439,7 +441,7 @@ async fn a_cluster_formed_remotely_with_viewers_refused_and_sign_in_slowed() -> 
             .filter(|e| {
                 e["action"]
                     .as_str()
-                    .is_some_and(|a| a.starts_with("sign-in"))
+                    .is_some_and(|a| a.starts_with("sign-in") || a == "login")
                     && e["result"] != "ok"
                     && e["source"]
                         .as_str()
