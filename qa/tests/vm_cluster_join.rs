@@ -1,31 +1,37 @@
 //! The cluster join of issue 5 with appliances booted from the image
 //! (`make image`, in `out/`) under QEMU, configured with static addresses
-//! on the kernel command line. A VM has no shell and its admin API is a Unix
-//! socket inside it, so the admin acts on a hosted node: A (applianced in a
-//! namespace linked to the VMs' bridge) forms the cluster, and adds the VMs
-//! B and C as front-ends with the join codes their serial consoles show.
-//! Then, from outside: the bridge's namespace (not a member) is refused on
-//! every node's internal ports, A reaches the VMs' peer port, the VMs'
+//! on the kernel command line, and administered only from outside, as a
+//! user would: through the management port (issue 10). A VM has no shell:
+//! the first, A, gets its administrator from the kernel parameter
+//! `appliance.admin=NAME:PHC`; from the host (the VMs' bridge namespace)
+//! `appliancectl --server https://A:8443` signs in, pinned to the
+//! certificate A's console shows, and forms the cluster. The web UI in
+//! headless chromium (`qa/web/add-vm.mjs`) adds the VM B as a front-end with
+//! the join code B's console shows; `appliancectl --server` adds C, a hosted
+//! node on the same bridge (a third VM would not fit: a test runs two at
+//! most), with the code its status shows. Then, from outside: the bridge's
+//! namespace (not a member) is refused on every node's internal ports, the
 //! portals answer and record events in the audit service on A, A lists
-//! three active members and each VM's console (applianced logs there) shows
-//! it took A's generation. C is removed: A's firewall stops admitting it, B
-//! takes the change, C shows a new join code and goes back to its own
-//! services. Both VMs power off on the ACPI power button.
+//! three active members and B's console and C's log show they took A's
+//! generation. C is removed: A's firewall stops admitting it, B takes the
+//! change, C shows a new join code and goes back to its own services. Both
+//! VMs power off on the ACPI power button.
 //!
-//! Seen only through the VMs' console logs: that B's firewall gained one
-//! set element when C joined and lost one when C left (not which one), and
-//! the VMs' generations. Not checked at all: that C itself reaches B and A
-//! (nothing in C can be driven from outside), and that removed C is refused
-//! by B (that would take a connection from C).
+//! Seen only through B's console: that its firewall gained one set element
+//! when C joined and lost one when C left (not which one), and its
+//! generations. Not checked at all: that the members reach each other's
+//! peer port other than by the joins and pushes succeeding, and that removed
+//! C is refused by B.
 
 mod common;
+mod web_support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
 use qa::lan::Lan;
-use qa::node::{HostedNode, NodeSpec};
+use qa::node::{FirstAdmin, HostedNode, NodeSpec, RemoteCtl};
 use qa::vm::{Built, Disk, DiskBus, Firmware, Nic, Vm, VmSpec};
 use qa::vmnet::{VmNet, GATEWAY_V4};
 use serde_json::Value;
@@ -41,14 +47,23 @@ const POWEROFF_LIMIT: Duration = Duration::from_secs(90);
 const PORTAL_LIMIT: Duration = Duration::from_secs(60);
 /// The ready line (appliance/applianced/src/ready.rs).
 const READY: &str = "applianced: ready";
+/// A's seeded administrator.
+const ADMIN: &str = "admin";
+const PASSWORD: &str = "correct horse battery";
+/// managementd answering, or taking a new certificate (it looks every 5 s).
+const MANAGEMENT_LIMIT: Duration = Duration::from_secs(120);
+/// The browser's run: sign in, the join under emulation, both green.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(480);
 /// The console line of a join code (appliance/applianced/src/cluster/tasks.rs):
 /// `join code: K7Q2M-XW9RT (expires 14:05 UTC)`.
 const CODE_PREFIX: &str = "join code: ";
 
-/// The hosted node A; the VMs B and C (the last octet numbers their MACs).
+/// The VMs A and B (the last octet numbers their MACs), the hosted node C.
+const A: (u8, &str) = (31, "vm-a");
 const A_IP: &str = "10.79.0.31";
 const B: (u8, &str) = (32, "vm-b");
-const C: (u8, &str) = (33, "vm-c");
+const C: (u8, &str) = (33, "host-c");
+const C_IP: &str = "10.79.0.33";
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("test address")
@@ -63,18 +78,22 @@ struct Machine {
 }
 
 /// Starts a VM from a fresh copy of the image configured by kernel
-/// parameters as `10.79.0.<n>/24` named `hostname` (SeaBIOS, virtio disk and
-/// NIC). Does not wait: both VMs boot at once.
-fn start(built: &Built, net: &VmNet, (n, hostname): (u8, &'static str)) -> anyhow::Result<Machine> {
+/// parameters as `10.79.0.<n>/24` named `hostname`, then `extra` (SeaBIOS,
+/// virtio disk and NIC). Does not wait: the VMs boot at once.
+fn start(
+    built: &Built,
+    net: &VmNet,
+    (n, hostname): (u8, &'static str),
+    extra: &[&str],
+) -> anyhow::Result<Machine> {
     let ip = format!("10.79.0.{n}");
-    let disk = Disk::appliance(
-        built,
-        &[
-            format!("appliance.ip={ip}/24"),
-            format!("appliance.gw={GATEWAY_V4}"),
-            format!("appliance.hostname={hostname}"),
-        ],
-    )?;
+    let mut params = vec![
+        format!("appliance.ip={ip}/24"),
+        format!("appliance.gw={GATEWAY_V4}"),
+        format!("appliance.hostname={hostname}"),
+    ];
+    params.extend(extra.iter().map(|p| (*p).to_owned()));
+    let disk = Disk::appliance(built, &params)?;
     let mut spec = VmSpec::new(hostname);
     spec.firmware = Firmware::Bios;
     spec.nic = Some(Nic::Virtio);
@@ -107,6 +126,18 @@ fn last_code(log: &str, from: usize) -> Option<String> {
             ok.then(|| code.to_owned())
         })
         .last()
+}
+
+/// The last SHA-256 fingerprint (32 hex bytes with colons) in a console
+/// text: the management certificate's, as applianced shows it
+/// (`management: https://ADDR:PORT  certificate SHA-256 AA:BB:...`).
+fn last_fingerprint(log: &str) -> Option<String> {
+    log.rsplit(|c: char| !(c.is_ascii_hexdigit() || c == ':'))
+        .find(|w| {
+            let parts: Vec<&str> = w.split(':').collect();
+            parts.len() == 32 && parts.iter().all(|p| p.len() == 2)
+        })
+        .map(str::to_ascii_uppercase)
 }
 
 /// Waits (bounded) until `probe` finds something in `m`'s serial log after
@@ -196,9 +227,66 @@ fn wait_firewall_change(m: &mut Machine, from: usize, change: &str) -> anyhow::R
     )
 }
 
+/// The administrator outside: `appliancectl --server https://A:8443` from
+/// the bridge's namespace, with its own configuration directory.
+struct Admin {
+    rt: tokio::runtime::Runtime,
+    ctl: RemoteCtl,
+    url: String,
+}
+
+impl Admin {
+    /// `ARGS --output json`, which must succeed.
+    fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        self.rt.block_on(self.ctl.json(&self.url, args))
+    }
+
+    /// Signs in as the seeded administrator, accepting on first contact
+    /// only the certificate with `fingerprint`.
+    fn login(&self, fingerprint: &str) -> anyhow::Result<()> {
+        let args = [
+            "--accept-fingerprint",
+            fingerprint,
+            "login",
+            "--user",
+            ADMIN,
+            "--password-stdin",
+        ];
+        let out = self
+            .rt
+            .block_on(self.ctl.run(&self.url, &args, &format!("{PASSWORD}\n")))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "appliancectl --server {} login: {}",
+            self.url,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+
+    /// Signs in, retried (bounded) while managementd starts or takes a new
+    /// certificate.
+    fn wait_login(&self, fingerprint: &str) -> anyhow::Result<()> {
+        let mut last = String::new();
+        qa::wait::until(
+            MANAGEMENT_LIMIT,
+            Duration::from_secs(1),
+            &format!("signing in at {} with certificate {fingerprint}", self.url),
+            || match self.login(fingerprint) {
+                Ok(()) => Some(()),
+                Err(e) => {
+                    last = e.to_string();
+                    None
+                }
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}; last: {last}"))
+    }
+}
+
 /// The peers4 set of A's firewall, from `appliancectl firewall show`.
-fn a_peers4(a: &HostedNode) -> anyhow::Result<Vec<String>> {
-    let fw = ctl_json(a, &["firewall", "show"])?;
+fn a_peers4(a: &Admin) -> anyhow::Result<Vec<String>> {
+    let fw = a.json(&["firewall", "show"])?;
     let set = fw["sets"]
         .as_array()
         .and_then(|sets| sets.iter().find(|s| s["name"] == "peers4"))
@@ -213,27 +301,23 @@ fn a_peers4(a: &HostedNode) -> anyhow::Result<Vec<String>> {
         .unwrap_or_default())
 }
 
-/// `appliancectl cluster add IP CODE --roles frontend` on A; returns the
-/// outcome (every event) once it succeeded.
-fn add(a: &HostedNode, m: &Machine, code: &str) -> anyhow::Result<Value> {
+/// `appliancectl --server A cluster add IP CODE --roles frontend`; returns
+/// the outcome (every event) once it succeeded.
+fn add(a: &Admin, (ip, hostname): (&str, &str), code: &str) -> anyhow::Result<Value> {
     let started = Instant::now();
-    let out = run_ctl(
-        a,
-        &[
-            "cluster", "add", &m.ip, code, "--roles", "frontend", "--output", "json",
-        ],
-    )?;
+    let args = [
+        "cluster", "add", ip, code, "--roles", "frontend", "--output", "json",
+    ];
+    let out = a.rt.block_on(a.ctl.run(&a.url, &args, ""))?;
     let outcome: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     anyhow::ensure!(
         out.status.success() && outcome["ok"] == true,
-        "adding {} failed: {}{}",
-        m.hostname,
+        "adding {hostname} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!(
-        "{} added in {:.1} s (generation {})",
-        m.hostname,
+        "{hostname} added in {:.1} s (generation {})",
         started.elapsed().as_secs_f64(),
         outcome["generation"]
     );
@@ -242,15 +326,15 @@ fn add(a: &HostedNode, m: &Machine, code: &str) -> anyhow::Result<Value> {
 
 /// Waits (bounded) until A lists exactly `hostnames` as members, every one
 /// active; returns A's cluster status.
-fn wait_members(a: &HostedNode, hostnames: &[&str]) -> anyhow::Result<Value> {
+fn wait_members(a: &Admin, hostnames: &[&str]) -> anyhow::Result<Value> {
     let mut want: Vec<&str> = hostnames.to_vec();
     want.sort_unstable();
     qa::wait::until(
         CHANGE_LIMIT,
-        Duration::from_millis(250),
+        Duration::from_millis(500),
         &format!("A to list {want:?} as active members"),
         || {
-            let s = ctl_json(a, &["cluster", "status"]).ok()?;
+            let s = a.json(&["cluster", "status"]).ok()?;
             let members = s["members"].as_array()?;
             let mut names: Vec<&str> = members
                 .iter()
@@ -260,6 +344,29 @@ fn wait_members(a: &HostedNode, hostnames: &[&str]) -> anyhow::Result<Value> {
             let active = members.iter().all(|m| m["state"] == "active");
             (names == want && active).then(|| s.clone())
         },
+    )
+}
+
+/// The hosted node C's join code, from its status (what a console shows).
+fn hosted_code(rt: &tokio::runtime::Runtime, c: &HostedNode) -> anyhow::Result<String> {
+    let status = rt.block_on(async {
+        c.client()
+            .await?
+            .status(appliance_api::v1::StatusRequest {})
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    Ok(status.into_inner().join_code)
+}
+
+/// Waits (bounded) until the hosted node C's log shows it took
+/// `generation` (the lines B's console shows, see [`console_generation`]).
+fn wait_hosted_generation(c: &HostedNode, generation: u64) -> anyhow::Result<()> {
+    qa::wait::until(
+        CHANGE_LIMIT,
+        Duration::from_millis(250),
+        &format!("{} to take cluster generation {generation}", c.name),
+        || (console_generation(&c.stderr()) == Some(generation)).then_some(()),
     )
 }
 
@@ -316,20 +423,28 @@ fn power_off(machines: &mut [&mut Machine]) -> anyhow::Result<()> {
 }
 
 #[test]
-fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
+fn vms_form_a_cluster_from_outside_and_join_with_their_console_codes() -> anyhow::Result<()> {
     if test_prereq::opted_out(test_prereq::VM) {
         return Ok(());
     }
+    web_support::prepare()?;
     let t0 = Instant::now();
     let built = Built::load()?;
     let net = VmNet::new()?;
+    let shots = web_support::screenshot_dir("vm_cluster_join")?;
+    let seed = format!(
+        "appliance.admin={ADMIN}:{}",
+        FirstAdmin::new(ADMIN, PASSWORD).phc()?
+    );
+    let mut a = start(&built, &net, A, &[&seed])?;
+    let mut b = start(&built, &net, B, &[])?;
     let tag = format!("v{}", qa::unique_tag());
     let lan = Lan::new(&tag)?;
     net.link_lan(&tag)?;
-    let a = HostedNode::start(&lan, &tag, &NodeSpec::new("host-a", &format!("{A_IP}/24")))?;
-    let mut b = start(&built, &net, B)?;
-    let mut c = start(&built, &net, C)?;
-    for m in [&mut b, &mut c] {
+    // Front-end and back-end on its own, as an unjoined appliance is: once
+    // removed it runs its own audit again.
+    let c = HostedNode::start(&lan, &tag, &NodeSpec::new(C.1, &format!("{C_IP}/24")))?;
+    for m in [&mut a, &mut b] {
         let t = m.vm.wait_for(READY, VM_READY_LIMIT)?;
         eprintln!(
             "{}: ready {:.1} s after QEMU started",
@@ -337,11 +452,12 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
             t.as_secs_f64()
         );
     }
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(a.wait_ready(READY_LIMIT))?;
 
-    // Unjoined, a VM's peer port is its join service, open to the LAN.
-    for m in [&b, &c] {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(c.wait_ready(READY_LIMIT))?;
+
+    // Unjoined, a node's peer port is its join service, open to the LAN.
+    for m in [&a, &b] {
         let to = addr(&format!("{}:7443", m.ip));
         ensure(
             m,
@@ -349,17 +465,55 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
             format!("the join port {to} of unjoined {} is closed", m.hostname),
         )?;
     }
+    let to = addr(&format!("{C_IP}:7443"));
+    anyhow::ensure!(
+        reachable(net.ns(), to),
+        "the join port {to} of unjoined C is closed"
+    );
 
-    let formed = ctl_json(&a, &["cluster", "form"])?;
+    // From outside, pinned to the certificate A's console shows.
+    let fingerprint = wait_console(
+        &mut a,
+        0,
+        MANAGEMENT_LIMIT,
+        "the management certificate's fingerprint",
+        last_fingerprint,
+    )?;
+    let admin = Admin {
+        rt,
+        ctl: RemoteCtl::new(net.ns())?,
+        url: format!("https://{A_IP}:8443"),
+    };
+    a.vm.checked(admin.wait_login(&fingerprint))?;
+    let before_form = a.vm.serial_log().len();
+    let formed = a.vm.checked(admin.json(&["cluster", "form"]))?;
     assert_eq!(formed["node_state"], "member", "{formed}");
+    eprintln!(
+        "{} formed the cluster from outside {:.0} s in",
+        A.1,
+        t0.elapsed().as_secs_f64()
+    );
+    // As a member A serves a certificate of the cluster CA, and its console
+    // shows the new fingerprint: appliancectl refuses the changed
+    // certificate until its pin is forgotten (as its refusal says), then
+    // accepts exactly the new one.
+    let fingerprint = wait_console(
+        &mut a,
+        before_form,
+        CHANGE_LIMIT,
+        "the fingerprint of the cluster CA's certificate",
+        |log| last_fingerprint(log).filter(|f| *f != fingerprint),
+    )?;
+    admin.ctl.forget_pin(&admin.url)?;
+    a.vm.checked(admin.wait_login(&fingerprint))?;
 
     // A hears the VMs announce themselves.
     qa::wait::until(
         Duration::from_secs(30),
         Duration::from_millis(500),
-        "A to hear the beacons of vm-b and vm-c",
+        "A to hear the beacons of vm-b and host-c",
         || {
-            let d = ctl_json(&a, &["cluster", "discovered"]).ok()?;
+            let d = admin.json(&["cluster", "discovered"]).ok()?;
             let names: Vec<&str> = d["appliances"]
                 .as_array()?
                 .iter()
@@ -369,16 +523,35 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
         },
     )?;
 
-    // B, then C, with the codes their consoles show.
+    // B in the web UI, then C with appliancectl, each with the code its
+    // console shows.
     let code_b = console_code(&mut b, 0, Duration::from_secs(10))?;
-    add(&a, &b, &code_b)?;
-    wait_members(&a, &["host-a", B.1])?;
-    let code_c = console_code(&mut c, 0, Duration::from_secs(10))?;
+    let env = [
+        ("WEB_A_URL", admin.url.clone()),
+        ("WEB_A_HOST", A.1.to_string()),
+        ("WEB_A_FP", fingerprint.clone()),
+        ("WEB_USER", ADMIN.to_string()),
+        ("WEB_PASSWORD", PASSWORD.to_string()),
+        ("WEB_B_IP", b.ip.clone()),
+        ("WEB_B_HOST", B.1.to_string()),
+        ("WEB_B_CODE", code_b),
+        ("WEB_JOIN_MS", SCRIPT_LIMIT.as_millis().to_string()),
+    ];
+    let ran = web_support::run_script(
+        Some(net.ns()),
+        "add-vm.mjs",
+        &env,
+        &shots,
+        SCRIPT_LIMIT + CHANGE_LIMIT,
+    );
+    b.vm.checked(a.vm.checked(ran))?;
+    wait_members(&admin, &[A.1, B.1])?;
+    let code_c = hosted_code(&admin.rt, &c)?;
     let b_before_c = b.vm.serial_log().len();
-    let added = add(&a, &c, &code_c)?;
+    let added = add(&admin, (C_IP, C.1), &code_c)?;
     // Every member took the generation C was added at.
     let generation = added["generation"].as_u64().unwrap_or_default();
-    for host in ["host-a", B.1] {
+    for host in [A.1, B.1] {
         let pushed = added["events"].as_array().is_some_and(|events| {
             events.iter().any(|e| {
                 e["kind"] == "config_pushed"
@@ -391,32 +564,33 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
             "{host} did not take generation {generation}: {added}"
         );
     }
-    let status = wait_members(&a, &["host-a", B.1, C.1])?;
+    let status = wait_members(&admin, &[A.1, B.1, C.1])?;
     eprintln!(
         "three active members at generation {} after {:.0} s",
         status["generation"],
         t0.elapsed().as_secs_f64()
     );
     for m in status["members"].as_array().into_iter().flatten() {
-        let want: &[&str] = if m["hostname"] == "host-a" {
+        let want: &[&str] = if m["hostname"] == A.1 {
             &["frontend", "backend"]
         } else {
             &["frontend"]
         };
         assert_eq!(m["roles"], serde_json::json!(want), "{m}");
     }
-    // Each VM's console shows it took A's generation; B's firewall let one
-    // more address in when C joined (which one, only B's own tools could tell).
+    // B's console and C's log show they took A's generation; B's firewall
+    // let one more address in when C joined (which one, only B's own tools
+    // could tell).
     let generation = status["generation"].as_u64().unwrap_or_default();
     wait_generation(&mut b, generation)?;
-    wait_generation(&mut c, generation)?;
+    wait_hosted_generation(&c, generation)?;
     wait_firewall_change(&mut b, b_before_c, "added: 1,")?;
 
-    // A admits the VMs, and only them.
-    assert_eq!(a_peers4(&a)?, [b.ip.as_str(), c.ip.as_str()]);
+    // A admits the other members, and only them.
+    assert_eq!(a_peers4(&admin)?, [b.ip.as_str(), C_IP]);
     // The bridge's namespace is no member: refused on every internal port
     // (7100 is audit's, placed on A only; 7443 the cluster's mutual TLS).
-    for ip in [A_IP, &b.ip, &c.ip] {
+    for ip in [A_IP, b.ip.as_str(), C_IP] {
         for port in [7100, 7443] {
             let to = addr(&format!("{ip}:{port}"));
             assert!(
@@ -425,18 +599,22 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
             );
         }
     }
-    for m in [&b, &c] {
-        let to = addr(&format!("{}:7443", m.ip));
-        ensure(m, reachable(&a.ns, to), format!("A cannot reach {to}"))?;
-    }
 
-    // The VMs' portals answer, and record in A's audit: POST through B's
+    // The portals answer, and record in A's audit: POST through B's
     // portal, read back through C's and A's.
-    for m in [&b, &c] {
-        let to = addr(&format!("{}:8080", m.ip));
-        let r = get_ok(&net, to, "/healthz", PORTAL_LIMIT);
-        m.vm.checked(r)?;
-    }
+    let r = get_ok(
+        &net,
+        addr(&format!("{}:8080", b.ip)),
+        "/healthz",
+        PORTAL_LIMIT,
+    );
+    b.vm.checked(r)?;
+    get_ok(
+        &net,
+        addr(&format!("{C_IP}:8080")),
+        "/healthz",
+        PORTAL_LIMIT,
+    )?;
     let note = format!("via {} {}", B.1, std::process::id());
     let body = format!("{note}\n");
     let posted = http(
@@ -452,7 +630,7 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
         posted.starts_with("HTTP/1.1 200"),
         format!("POST /events through {}: {posted}", b.hostname),
     )?;
-    for ip in [c.ip.as_str(), A_IP] {
+    for ip in [C_IP, A_IP] {
         let events = get_ok(&net, addr(&format!("{ip}:8080")), "/events", PORTAL_LIMIT)?;
         assert!(
             events.contains(&note),
@@ -462,9 +640,8 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
 
     // C is removed: A no longer admits it, B took the change, C waits to
     // be joined again with a new code and runs its own services.
-    let before_removal = c.vm.serial_log().len();
     let b_before_removal = b.vm.serial_log().len();
-    let removed = ctl_json(&a, &["cluster", "remove", C.1])?;
+    let removed = admin.json(&["cluster", "remove", C.1])?;
     let generation = removed["generation"].as_u64().unwrap_or_default();
     let pushes = removed["pushes"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -474,41 +651,43 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
             && pushes.iter().all(|p| p["ok"] == true),
         "not every member took the removal: {removed}"
     );
-    let status = wait_members(&a, &["host-a", B.1])?;
+    let status = wait_members(&admin, &[A.1, B.1])?;
     assert_eq!(status["generation"].as_u64(), Some(generation), "{status}");
-    assert_eq!(a_peers4(&a)?, [b.ip.as_str()]);
+    assert_eq!(a_peers4(&admin)?, [b.ip.as_str()]);
     // B took the removal and its firewall let one address go; C learnt it
     // was removed at the same generation.
     wait_generation(&mut b, generation)?;
     wait_firewall_change(&mut b, b_before_removal, "removed: 1 }")?;
-    wait_generation(&mut c, generation)?;
-    let new_code = console_code(&mut c, before_removal, CHANGE_LIMIT)?;
-    ensure(
-        &c,
-        new_code != code_c,
-        format!("removed {} shows its old code again", c.hostname),
+    wait_hosted_generation(&c, generation)?;
+    qa::wait::until(
+        CHANGE_LIMIT,
+        Duration::from_millis(250),
+        "removed C to show a new join code",
+        || {
+            hosted_code(&admin.rt, &c)
+                .ok()
+                .filter(|code| !code.is_empty() && *code != code_c)
+        },
     )?;
     // Its join port is public again, and its portal uses its own audit,
     // which has not seen the event recorded on A.
-    let to = addr(&format!("{}:7443", c.ip));
-    let open = qa::wait::until(
+    let to = addr(&format!("{C_IP}:7443"));
+    qa::wait::until(
         CHANGE_LIMIT,
         Duration::from_millis(500),
         "C's join port",
         || reachable(net.ns(), to).then_some(()),
-    );
-    c.vm.checked(open)?;
-    let own = qa::wait::until(
+    )?;
+    qa::wait::until(
         CHANGE_LIMIT,
         Duration::from_millis(500),
         "C's portal to use its own audit",
         || {
-            http_get(net.ns(), addr(&format!("{}:8080", c.ip)), "/events")
+            http_get(net.ns(), addr(&format!("{C_IP}:8080")), "/events")
                 .ok()
                 .filter(|r| r.starts_with("HTTP/1.1 200") && !r.contains(&note))
         },
-    );
-    c.vm.checked(own)?;
+    )?;
     // A still refuses the bridge's namespace, and B still reaches A's audit.
     for port in [7100, 7443] {
         let to = addr(&format!("{A_IP}:{port}"));
@@ -528,7 +707,8 @@ fn vms_join_a_hosted_node_with_their_console_codes() -> anyhow::Result<()> {
         "B's portal lost A's audit: {events}"
     );
 
-    power_off(&mut [&mut b, &mut c])?;
+    power_off(&mut [&mut a, &mut b])?;
+    web_support::publish(&shots, &["vm-add-progress", "vm-dashboard"])?;
     eprintln!("done in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -559,4 +739,20 @@ fn join_codes_are_read_from_console_text() {
     assert_eq!(last_code(&log[..second], 0).as_deref(), Some("K7Q2M-XW9RT"));
     assert_eq!(last_code("join code: K7Q2M-XW9R", 0), None);
     assert_eq!(last_code(log, log.len() + 1), None);
+}
+
+#[test]
+fn management_fingerprints_are_read_from_console_text() {
+    let fp = "AB:".repeat(31) + "CD";
+    let log = format!(
+        "applianced: ready\nmanagement: https://10.79.0.31:8443  certificate SHA-256 {}\n\
+         applianced: node key SHA256:4d2fa9ba65627a89\n",
+        fp.to_lowercase()
+    );
+    assert_eq!(last_fingerprint(&log).as_deref(), Some(fp.as_str()));
+    let newer = "01:".repeat(31) + "02";
+    let log = format!("{log}management: https://10.79.0.31:8443  certificate SHA-256 {newer}\n");
+    assert_eq!(last_fingerprint(&log).as_deref(), Some(newer.as_str()));
+    assert_eq!(last_fingerprint("AB:CD:EF"), None);
+    assert_eq!(last_fingerprint("applianced: ready\n"), None);
 }

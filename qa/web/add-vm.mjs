@@ -1,4 +1,4 @@
-// The web UI adds a VM to a cluster of VMs (qa/tests/vm_management.rs): signs
+// The web UI adds a VM to a cluster of VMs (qa/tests/vm_cluster_join.rs): signs
 // in on the first VM, adds the second as a front-end with the code its
 // serial console showed, follows the progress, and waits until the
 // dashboard shows both members green.
