@@ -70,6 +70,35 @@ impl Fake {
     }
 }
 
+impl Fake {
+    /// A stand-in with these accounts (name, role; all with [`PASSWORD`])
+    /// serving on `socket` (a task of the current runtime).
+    pub fn serve_at(socket: &std::path::Path, accounts: &[(&str, &str)]) -> Fake {
+        let fake = Fake::default();
+        {
+            let mut d = fake.lock();
+            d.accounts = accounts
+                .iter()
+                .map(|(n, r)| Account {
+                    name: n.to_string(),
+                    role: r.to_string(),
+                    password_hash: hash(),
+                    changed_unix_ms: 1,
+                })
+                .collect();
+            d.tls = certificate("node1");
+        }
+        let listener = tokio::net::UnixListener::bind(socket).expect("bind unix socket");
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let server = tonic::transport::Server::builder()
+            .add_service(NodeServer::new(fake.clone()))
+            .add_service(AdminServer::new(fake.clone()))
+            .serve_with_incoming(incoming);
+        tokio::spawn(server);
+        fake
+    }
+}
+
 /// A self-signed certificate and key for `name`.
 pub fn certificate(name: &str) -> ManagementTls {
     let key = rcgen::generate_simple_self_signed(vec![name.to_string(), "127.0.0.1".to_string()])
@@ -391,29 +420,9 @@ impl Harness {
 
     /// A stand-in with these accounts (name, role), all with [`PASSWORD`].
     pub async fn with_accounts(accounts: &[(&str, &str)]) -> Harness {
-        let fake = Fake::default();
-        {
-            let mut d = fake.lock();
-            d.accounts = accounts
-                .iter()
-                .map(|(n, r)| Account {
-                    name: n.to_string(),
-                    role: r.to_string(),
-                    password_hash: hash(),
-                    changed_unix_ms: 1,
-                })
-                .collect();
-            d.tls = certificate("node1");
-        }
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("applianced.sock");
-        let listener = tokio::net::UnixListener::bind(&socket).expect("bind unix socket");
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        let server = tonic::transport::Server::builder()
-            .add_service(NodeServer::new(fake.clone()))
-            .add_service(AdminServer::new(fake.clone()))
-            .serve_with_incoming(incoming);
-        tokio::spawn(server);
+        let fake = Fake::serve_at(&socket, accounts);
         let channel = appliance_api::connect_unix(&socket)
             .await
             .expect("connect to the stand-in");
