@@ -105,6 +105,27 @@ impl App {
     }
 }
 
+/// True when the client's first byte is a letter, as in `GET / HTTP/1.1`:
+/// someone typed `http://` for this HTTPS port (a TLS client starts with
+/// 0x16, a handshake record).
+async fn plain_http(stream: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
+/// Tells a plain-HTTP client to use HTTPS, then closes.
+async fn answer_plain_http(mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    tracing::debug!(%peer, "plain HTTP on the HTTPS port");
+    let body = "This is the appliance's HTTPS port: use https:// in the address.\n";
+    let reply = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
 /// Serves `listener` with TLS from `tls` until `shutdown` completes, then
 /// lets open connections finish for up to `limits.drain_timeout`.
 pub async fn serve(
@@ -141,11 +162,17 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
+            let handshake = async {
+                if plain_http(&stream).await {
+                    answer_plain_http(stream, peer).await;
+                    return None;
+                }
+                Some(acceptor.accept(stream).await)
+            };
+            let tls = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+                Ok(None) => return,
+                Ok(Some(Ok(tls))) => tls,
+                Ok(Some(Err(e))) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }

@@ -316,3 +316,21 @@ async fn slow_handshakes_time_out_and_connections_are_bounded_then_it_stops() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn plain_http_is_told_to_use_https() {
+    let h = Harness::start().await;
+    let running = start(&h, Limits::default()).await;
+    let mut tcp = TcpStream::connect(running.addr).await.expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: node1\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut reply))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("use https://"), "{reply}");
+}
