@@ -1,0 +1,158 @@
+//! Management TLS on a hosted node, end to end through applianced's `Admin`
+//! service and managementd's port: the self-signed certificate for the
+//! node's hostname and address (its key 0600 in the state directory) is the
+//! one served; uploads that are expired, not covering the node or not
+//! matching their key are refused with the reason and change nothing; a
+//! good upload is served within seconds; clearing it brings back the same
+//! self-signed certificate, which also survives a restart of applianced.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use appliance_api::v1::admin_client::AdminClient;
+use appliance_api::v1::{GetManagementTlsRequest, ManagementTls, SetManagementCertificateRequest};
+use common::*;
+use qa::node::{management_tls, tls_in, HostedNode, NodeSpec};
+use tonic::transport::Channel;
+
+async fn admin(node: &HostedNode) -> anyhow::Result<AdminClient<Channel>> {
+    Ok(AdminClient::new(
+        appliance_api::connect_unix(&node.socket()).await?,
+    ))
+}
+
+async fn current(node: &HostedNode) -> anyhow::Result<ManagementTls> {
+    Ok(admin(node)
+        .await?
+        .get_management_tls(GetManagementTlsRequest {})
+        .await?
+        .into_inner())
+}
+
+/// The fingerprint of the certificate the management port serves now.
+async fn served(node: &HostedNode) -> anyhow::Result<String> {
+    let connector = management_tls(false, b"http/1.1")?;
+    let tls = tls_in(node.ns.name(), node.management_addr()?, &connector).await?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| anyhow::anyhow!("no server certificate"))?;
+    Ok(appliance_pki::colon_fingerprint(leaf))
+}
+
+/// Waits (bounded) until the port serves `fingerprint`.
+async fn wait_served(node: &HostedNode, fingerprint: &str) -> anyhow::Result<()> {
+    let mut last = String::new();
+    for _ in 0..60 {
+        match served(node).await {
+            Ok(f) if f == fingerprint => return Ok(()),
+            Ok(f) => last = f,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    anyhow::bail!("the port never served {fingerprint} within 30 s (last: {last})")
+}
+
+/// A self-signed certificate for `names`, valid from one date to another
+/// (year, month, day), and its key (PEM).
+fn cert(
+    names: &[&str],
+    from: (i32, u8, u8),
+    to: (i32, u8, u8),
+) -> anyhow::Result<(String, String)> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_string()).collect::<Vec<_>>())?;
+    params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+    params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_certificates_self_signed_refused_uploaded_and_kept() -> anyhow::Result<()> {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
+        return Ok(());
+    }
+    let (_lan, mut node) = one_node('t', &NodeSpec::new("tls-a", "10.77.0.21/24")).await?;
+
+    // Self-signed for the node's hostname and address; its key kept 0600.
+    let first = current(&node).await?;
+    assert_eq!(first.source, "self-signed");
+    assert_eq!(first.names, ["tls-a", "10.77.0.21"]);
+    assert_eq!(first.port, 8443);
+    assert!(first.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(first.fingerprint.len(), 95, "{}", first.fingerprint);
+    let key_file = node.root.join("state/management-key.pem");
+    let mode = std::fs::metadata(&key_file)?.permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", key_file.display());
+    wait_served(&node, &first.fingerprint).await?;
+
+    // Refusals, with the reason, and nothing changes.
+    let covering = ["tls-a", "10.77.0.21"];
+    let (expired, expired_key) = cert(&covering, (2020, 1, 1), (2020, 2, 1))?;
+    let (other, other_key) = cert(&["elsewhere"], (2025, 1, 1), (2035, 1, 1))?;
+    let (good, good_key) = cert(&covering, (2025, 1, 1), (2035, 1, 1))?;
+    for (cert_pem, key_pem, reason) in [
+        (&expired, &expired_key, "expired on"),
+        (&other, &other_key, "does not cover tls-a, 10.77.0.21"),
+        (
+            &good,
+            &other_key,
+            "does not belong to the management certificate",
+        ),
+    ] {
+        let err = admin(&node)
+            .await?
+            .set_management_certificate(SetManagementCertificateRequest {
+                cert_pem: cert_pem.clone(),
+                key_pem: key_pem.clone(),
+            })
+            .await
+            .expect_err(reason);
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains(reason),
+            "{reason}: {}",
+            err.message()
+        );
+        assert_eq!(current(&node).await?.fingerprint, first.fingerprint);
+    }
+
+    // A good upload is used, and served.
+    let uploaded = admin(&node)
+        .await?
+        .set_management_certificate(SetManagementCertificateRequest {
+            cert_pem: good.clone(),
+            key_pem: good_key.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(uploaded.source, "uploaded");
+    assert_ne!(uploaded.fingerprint, first.fingerprint);
+    assert_eq!(current(&node).await?.fingerprint, uploaded.fingerprint);
+    wait_served(&node, &uploaded.fingerprint).await?;
+
+    // Cleared: the same self-signed certificate as before.
+    let cleared = admin(&node)
+        .await?
+        .set_management_certificate(SetManagementCertificateRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!(cleared.source, "self-signed");
+    assert_eq!(cleared.fingerprint, first.fingerprint);
+    wait_served(&node, &first.fingerprint).await?;
+
+    // And it survives a restart of applianced.
+    node.stop()?;
+    node.launch()?;
+    node.wait_ready(READY_LIMIT).await?;
+    assert_eq!(current(&node).await?.fingerprint, first.fingerprint);
+    wait_served(&node, &first.fingerprint).await?;
+    Ok(())
+}
