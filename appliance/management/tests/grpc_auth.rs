@@ -563,3 +563,34 @@ async fn a_join_whose_client_goes_away_is_still_audited() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn parallel_guesses_do_not_pass_the_limit_together() {
+    let h = Harness::start().await;
+    let (_, mgmt) = clients(&h).await;
+    let attempts = (0..30).map(|i| {
+        let mut m = mgmt.clone();
+        async move { login(&mut m, "admin", &format!("guess number {i}")).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    assert!(results.iter().all(Result::is_err));
+    let failed = h
+        .fake
+        .events()
+        .iter()
+        .filter(|e| e.result == "failed")
+        .count();
+    assert!(
+        (1..=5).contains(&failed),
+        "{failed} passwords checked out of 30 parallel guesses"
+    );
+    let refused = results
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .err()
+                .is_some_and(|s| s.code() == Code::ResourceExhausted)
+        })
+        .count();
+    assert_eq!(refused + failed, 30);
+}

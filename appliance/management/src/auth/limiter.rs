@@ -50,6 +50,30 @@ pub struct Limiter {
     /// refusals are audited once per wait, so a flood of refused attempts
     /// cannot flood the audit trail.
     noted: Mutex<HashSet<Key>>,
+    /// Keys with an attempt being checked now: one at a time per source and
+    /// per account, so that parallel guesses cannot all pass the check
+    /// before the first failure is recorded.
+    in_flight: Mutex<HashSet<Key>>,
+}
+
+/// An attempt being checked; dropping it lets the next one in.
+#[must_use = "the attempt ends when this is dropped"]
+pub struct Attempt<'a> {
+    limiter: &'a Limiter,
+    keys: Vec<Key>,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .limiter
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for k in &self.keys {
+            in_flight.remove(k);
+        }
+    }
 }
 
 fn source_key(ip: IpAddr) -> Key {
@@ -151,6 +175,24 @@ impl Limiter {
             }
             f.push_back(now);
         }
+    }
+
+    /// Starts an attempt of `source` on `account`, or `None` while another
+    /// attempt of the same source or account is being checked (refuse it:
+    /// "try again in 1 s").
+    pub fn begin(&self, source: IpAddr, account: Option<&str>) -> Option<Attempt<'_>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<Key> = keys(source, account).collect();
+        if keys.iter().any(|k| in_flight.contains(k)) {
+            return None;
+        }
+        for k in &keys {
+            in_flight.insert(k.clone());
+        }
+        Some(Attempt {
+            limiter: self,
+            keys,
+        })
     }
 
     /// Called on a refusal: true the first time since the last failure of
@@ -297,6 +339,18 @@ mod tests {
         assert!(l.first_refusal(B, Some("ann")));
         l.failure_at(A, Some("ann"), 10);
         assert!(l.first_refusal(A, Some("ann")));
+    }
+
+    #[test]
+    fn one_attempt_at_a_time_per_source_and_per_account() {
+        let l = Limiter::new();
+        let a = l.begin(A, Some("ann")).expect("first");
+        assert!(l.begin(A, Some("bob")).is_none(), "same source");
+        assert!(l.begin(B, Some("ann")).is_none(), "same account");
+        let b = l.begin(B, Some("bob")).expect("other source and account");
+        drop(a);
+        assert!(l.begin(A, Some("ann")).is_some());
+        drop(b);
     }
 
     #[test]

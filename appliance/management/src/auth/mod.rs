@@ -163,6 +163,10 @@ pub async fn sign_in(
     if let Err(t) = state.limiter().check(source, account_name) {
         return Err(refuse(state, source, name, account_name, t).await);
     }
+    let Some(_attempt) = state.limiter().begin(source, account_name) else {
+        let busy = limiter::Throttled { wait_secs: 1 };
+        return Err(refuse(state, source, name, account_name, busy).await);
+    };
     let ok = state
         .hasher()
         .verify(password, account.map(|a| a.password_hash.as_str()))
