@@ -161,6 +161,10 @@ async fn change_inner(
             .limiter()
             .check(who.source, Some(name))
             .map_err(|t| Status::resource_exhausted(t.to_string()))?;
+        let Some(_attempt) = state.limiter().begin(who.source, Some(name)) else {
+            let busy = super::limiter::Throttled { wait_secs: 1 };
+            return Err(Status::resource_exhausted(busy.to_string()));
+        };
         if !state
             .hasher()
             .verify(current, Some(&account.password_hash))
