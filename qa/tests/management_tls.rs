@@ -156,3 +156,123 @@ async fn management_certificates_self_signed_refused_uploaded_and_kept() -> anyh
     wait_served(&node, &first.fingerprint).await?;
     Ok(())
 }
+
+/// Waits (bounded by 60 s) until `node` serves a certificate from `source`.
+async fn wait_source(node: &HostedNode, source: &str) -> anyhow::Result<ManagementTls> {
+    let mut last = String::new();
+    for _ in 0..120 {
+        match current(node).await {
+            Ok(t) if t.source == source => return Ok(t),
+            Ok(t) => last = t.source,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    anyhow::bail!(
+        "{} never had a {source} certificate within 60 s (last: {last})",
+        node.name
+    )
+}
+
+/// The PEM blocks of a chain.
+fn blocks(pem: &str) -> Vec<String> {
+    pem.split_inclusive("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("-----BEGIN CERTIFICATE-----"))
+        .map(|b| b.trim().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_serve_cluster_ca_certificates_and_uploads_cover_every_member() -> anyhow::Result<()>
+{
+    if test_prereq::opted_out(test_prereq::KERNEL) {
+        return Ok(());
+    }
+    let tag = format!("m{}", qa::unique_tag());
+    let lan = qa::lan::Lan::new(&tag)?;
+    let a = HostedNode::start(&lan, &tag, &NodeSpec::new("ma", "10.77.0.31/24"))?;
+    let b = HostedNode::start(&lan, &tag, &NodeSpec::new("mb", "10.77.0.32/24"))?;
+    for n in [&a, &b] {
+        n.wait_ready(READY_LIMIT).await?;
+    }
+    let alone = current(&b).await?;
+    assert_eq!(alone.source, "self-signed");
+
+    // A forms, B joins.
+    let out = run_ctl(&a, &["cluster", "form"])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "form: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = qa::node::cluster_status(&b).await?.join_code;
+    let mut events = a
+        .client()
+        .await?
+        .cluster_add(appliance_api::v1::ClusterAddRequest {
+            address: "10.77.0.32".into(),
+            code,
+            roles: vec!["frontend".into()],
+        })
+        .await?
+        .into_inner();
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(30), events.message()).await?? {
+        if e.r#final {
+            anyhow::ensure!(e.ok, "adding B failed: {}", e.message);
+            break;
+        }
+    }
+    wait_converged(&[&a, &b], 2, Duration::from_secs(30)).await?;
+
+    // Each member: a certificate of the cluster CA for its own names, the
+    // same CA on both, served.
+    let mut cas = Vec::new();
+    for (node, names) in [(&a, ["ma", "10.77.0.31"]), (&b, ["mb", "10.77.0.32"])] {
+        let tls = wait_source(node, "cluster-ca").await?;
+        assert_eq!(tls.names, names, "{}", node.name);
+        let chain = blocks(&tls.cert_pem);
+        assert_eq!(chain.len(), 2, "{}: leaf and CA", node.name);
+        cas.push(chain[1].clone());
+        wait_served(node, &tls.fingerprint).await?;
+    }
+    assert_eq!(cas[0], cas[1], "one cluster CA");
+    assert_ne!(current(&b).await?.fingerprint, alone.fingerprint);
+
+    // An upload must cover every member: one naming A alone is refused,
+    // naming B's hostname and address.
+    let (only_a, only_a_key) = cert(&["ma", "10.77.0.31"], (2025, 1, 1), (2035, 1, 1))?;
+    let err = admin(&a)
+        .await?
+        .set_management_certificate(SetManagementCertificateRequest {
+            cert_pem: only_a,
+            key_pem: only_a_key,
+        })
+        .await
+        .expect_err("B not covered");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("does not cover mb, 10.77.0.32"),
+        "{}",
+        err.message()
+    );
+
+    // One covering both, uploaded on A, is served by B too.
+    let (both, both_key) = cert(
+        &["ma", "mb", "10.77.0.31", "10.77.0.32"],
+        (2025, 1, 1),
+        (2035, 1, 1),
+    )?;
+    let set = admin(&a)
+        .await?
+        .set_management_certificate(SetManagementCertificateRequest {
+            cert_pem: both,
+            key_pem: both_key,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(set.source, "uploaded");
+    let on_b = wait_source(&b, "uploaded").await?;
+    assert_eq!(on_b.fingerprint, set.fingerprint);
+    wait_served(&b, &set.fingerprint).await?;
+    Ok(())
+}
