@@ -276,3 +276,51 @@ async fn members_serve_cluster_ca_certificates_and_uploads_cover_every_member() 
     wait_served(&b, &set.fingerprint).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_port_follows_the_node_configuration() -> anyhow::Result<()> {
+    if test_prereq::opted_out(test_prereq::KERNEL) {
+        return Ok(());
+    }
+    let spec = NodeSpec::new("tls-p", "10.77.0.22/24");
+    let (_lan, node) = one_node('p', &spec).await?;
+    let fingerprint = current(&node).await?.fingerprint;
+    wait_served(&node, &fingerprint).await?;
+
+    let toml = format!("{}\n[management]\nport = 9443\n", spec.config_toml());
+    node.client()
+        .await?
+        .set_config(appliance_api::v1::ConfigText { toml })
+        .await?;
+    let addr = std::net::SocketAddr::new(node.address()?, 9443);
+    let connector = management_tls(false, b"http/1.1")?;
+    let mut served_there = None;
+    for _ in 0..60 {
+        if let Ok(tls) = tls_in(node.ns.name(), addr, &connector).await {
+            served_there = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| appliance_pki::colon_fingerprint(c));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(served_there.as_deref(), Some(fingerprint.as_str()), "9443");
+    assert_eq!(current(&node).await?.port, 9443);
+    // The old port is closed; the services list shows the configured one.
+    assert!(
+        tls_in(node.ns.name(), node.management_addr()?, &connector)
+            .await
+            .is_err(),
+        "8443 still served"
+    );
+    let management = services(&node)
+        .await?
+        .into_iter()
+        .find(|s| s.name == "management")
+        .ok_or_else(|| anyhow::anyhow!("no management service"))?;
+    assert_eq!(management.ports, ["9443/tcp management"]);
+    Ok(())
+}

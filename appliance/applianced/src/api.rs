@@ -51,12 +51,14 @@ impl Api {
         })
     }
 
-    fn services(&self) -> Vec<ServiceInfo> {
+    async fn services(&self) -> Vec<ServiceInfo> {
+        // The management port is the node's configured one, not the manifest's default.
+        let management_port = self.node.desired().await.map(|d| d.config.management.port);
         self.node
             .supervisor
             .status()
             .iter()
-            .map(|s| service_info(s, self.node.ports_of(&s.name)))
+            .map(|s| service_info(s, self.node.ports_of(&s.name, management_port)))
             .collect()
     }
 }
@@ -171,7 +173,7 @@ impl NodeApi for Api {
         _: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesReply>, Status> {
         Ok(Response::new(ListServicesReply {
-            services: self.services(),
+            services: self.services().await,
         }))
     }
 
@@ -186,6 +188,7 @@ impl NodeApi for Api {
             .await
             .map_err(crate::error::NodeError::from)?;
         self.services()
+            .await
             .into_iter()
             .find(|s| s.name == name)
             .map(Response::new)

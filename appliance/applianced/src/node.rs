@@ -483,12 +483,17 @@ impl Node {
         &self.manifests
     }
 
-    /// The ports a service declares, as `8080/tcp public`.
-    pub fn ports_of(&self, service: &str) -> Vec<String> {
+    /// The ports a service declares, as `8080/tcp public`; a management
+    /// port as `management_port` when given (the node's configured one).
+    pub fn ports_of(&self, service: &str, management_port: Option<u16>) -> Vec<String> {
         self.manifests
             .iter()
             .filter(|m| m.name == service)
-            .flat_map(|m| m.ports.iter())
+            .map(|m| match management_port {
+                Some(port) => crate::desired::management_port_here(m.clone(), port),
+                None => m.clone(),
+            })
+            .flat_map(|m| m.ports)
             .map(|p| format!("{}/{:?} {:?}", p.port, p.protocol, p.exposure).to_lowercase())
             .collect()
     }
