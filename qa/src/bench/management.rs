@@ -47,6 +47,7 @@ struct Figures {
     remote_ms: Vec<f64>,
     local_ms: Vec<f64>,
     rss_before_kib: u64,
+    rss_signed_in_kib: u64,
     rss_after_kib: u64,
 }
 
@@ -101,9 +102,11 @@ pub fn measure() -> Vec<Metric> {
                     None,
                     format!(
                         "hosted ({build} build), the founder's managementd (VmRSS) after the \
-                         dashboard load and {} sessions; {:.1} MiB before the load",
+                         dashboard load and {} sessions; {:.1} MiB before the web sign-ins, \
+                         {:.1} MiB after them (before the load)",
                         CLIENTS + 1,
-                        f.rss_before_kib as f64 / 1024.0
+                        f.rss_before_kib as f64 / 1024.0,
+                        f.rss_signed_in_kib as f64 / 1024.0
                     ),
                 ),
             ]
@@ -235,7 +238,9 @@ async fn figures() -> anyhow::Result<Figures> {
     let local_ms = local_status(founder).await?;
 
     let rss_before_kib = rss_kib(founder)?;
-    let dashboard_ms = dashboard(&client, addr).await?;
+    let sessions = sign_in_all(&client, addr).await?;
+    let rss_signed_in_kib = rss_kib(founder)?;
+    let dashboard_ms = dashboard(sessions).await?;
     let rss_after_kib = rss_kib(founder)?;
     Ok(Figures {
         members: members.len(),
@@ -244,6 +249,7 @@ async fn figures() -> anyhow::Result<Figures> {
         remote_ms,
         local_ms,
         rss_before_kib,
+        rss_signed_in_kib,
         rss_after_kib,
     })
 }
@@ -300,14 +306,19 @@ fn rss_kib(node: &HostedNode) -> anyhow::Result<u64> {
     anyhow::bail!("no managementd runs in {}", node.ns.name())
 }
 
-/// [`CLIENTS`] signed-in browsers loading the dashboard [`LOADS`] times each.
-async fn dashboard(client: &Netns, addr: SocketAddr) -> anyhow::Result<Vec<f64>> {
+/// [`CLIENTS`] browsers signed in one after another, each on its connection.
+async fn sign_in_all(client: &Netns, addr: SocketAddr) -> anyhow::Result<Vec<(Https, String)>> {
     let mut sessions = Vec::new();
     for _ in 0..CLIENTS {
         let mut http = Https::connect(client.name(), addr).await?;
         let cookie = http.sign_in().await?;
         sessions.push((http, cookie));
     }
+    Ok(sessions)
+}
+
+/// The signed-in browsers loading the dashboard [`LOADS`] times each, at once.
+async fn dashboard(sessions: Vec<(Https, String)>) -> anyhow::Result<Vec<f64>> {
     let tasks: Vec<_> = sessions
         .into_iter()
         .map(|(mut http, cookie)| {
