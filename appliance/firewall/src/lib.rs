@@ -4,8 +4,9 @@
 //! Layout (plan, then apply):
 //! - [`spec`]: the desired state and its named-set view (pure).
 //! - [`rules`]: the chains and rules as data, each rule with a stable id (pure).
-//! - [`render_text`], [`render_json`]: `nft -f` text and nft JSON (pure).
-//! - [`diff`]: set-element changes between two specs, or "needs full" (pure).
+//! - [`render_text`](mod@render_text), [`render_json`](mod@render_json): `nft -f`
+//!   text and nft JSON (pure).
+//! - [`diff`](mod@diff): set-element changes between two specs, or "needs full" (pure).
 //! - [`status`]: parsing `nft -j list table inet appliance` (pure).
 //! - [`apply`]: [`Firewall`], which runs the batches through an [`NftRunner`].
 //! - [`runner`]: how `nft` is started.
