@@ -50,6 +50,18 @@ fn ports() -> FirewallSpec {
     }
 }
 
+/// `ports` with the management port limited to two IPv4 networks and one
+/// IPv6 network.
+fn restricted() -> FirewallSpec {
+    FirewallSpec {
+        management_sources: ["192.168.10.0/24", "10.20.0.0/16", "fd00:10::/64"]
+            .iter()
+            .map(|s| s.parse().expect("test network"))
+            .collect(),
+        ..ports()
+    }
+}
+
 /// Compares `actual` with `tests/data/<name>`, or rewrites the file.
 fn golden(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -82,6 +94,7 @@ fn text_renderings() {
     golden("empty.nft", &render_text(&empty()));
     golden("peers.nft", &render_text(&peers()));
     golden("ports.nft", &render_text(&ports()));
+    golden("restricted.nft", &render_text(&restricted()));
 }
 
 #[test]
@@ -89,6 +102,7 @@ fn json_renderings() {
     golden("empty.json", &pretty_json(&empty()));
     golden("peers.json", &pretty_json(&peers()));
     golden("ports.json", &pretty_json(&ports()));
+    golden("restricted.json", &pretty_json(&restricted()));
 }
 
 #[test]
